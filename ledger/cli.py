@@ -1,0 +1,160 @@
+"""The `jifen` command line.
+
+Every command reads the database URL from `JIFEN_DATABASE_URL` (default a
+SQLite file under ./var/). A refusal prints `error: <code>: <message>` on
+standard error and exits 1; a failed verification exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from sqlalchemy import make_url
+from sqlalchemy.engine import Engine
+
+from ledger import errors, migrations
+from ledger.chain import head as read_head
+from ledger.demo import load_demo
+from ledger.programmes import list_programmes
+from ledger.statements import AccountBalance
+from ledger.statements import balances as read_balances
+from ledger.storage import create_engine, database_url
+from ledger.verify import verify_chain
+
+EXIT_REFUSED = 1
+EXIT_VERIFICATION_FAILED = 2
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    try:
+        yield
+    except errors.LedgerError as error:
+        click.echo(f"error: {error.code}: {error.message}", err=True)
+        sys.exit(EXIT_REFUSED)
+
+
+def _engine(require_current_schema: bool = True) -> Engine:
+    engine = create_engine()
+    if require_current_schema and not migrations.is_up_to_date(engine):
+        click.echo(
+            f"error: schema_outdated: the database at {_safe_url()} is not at the current "
+            "schema; run `jifen db upgrade` first",
+            err=True,
+        )
+        sys.exit(EXIT_REFUSED)
+    return engine
+
+
+def _safe_url() -> str:
+    return make_url(database_url()).render_as_string(hide_password=True)
+
+
+@click.group()
+def main() -> None:
+    """jifen-ledger: the books of community points programmes (积分制)."""
+
+
+@main.group()
+def db() -> None:
+    """Create, migrate and verify the database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database, or migrate it to the current schema."""
+    with _refusals():
+        engine = _engine(require_current_schema=False)
+        before = migrations.current_revision(engine)
+        migrations.upgrade(engine)
+        after = migrations.current_revision(engine)
+    if before == after:
+        click.echo(f"database {_safe_url()} is at the current schema ({after})")
+    else:
+        click.echo(f"database {_safe_url()} migrated from {before or 'empty'} to {after}")
+
+
+@db.command("verify")
+@click.option("--programme", "-p", multiple=True, help="Programme code (default: every one).")
+def db_verify(programme: tuple[str, ...]) -> None:
+    """Recompute every hash, link, sum, root and balance; report the first problem."""
+
+    with _refusals():
+        engine = _engine()
+        codes = list(programme) or [info.code for info in list_programmes(engine)]
+        failed = False
+        for code in codes:
+            result = verify_chain(engine, code)
+            if result.ok:
+                click.echo(f"{code}: ok, {result.entries_checked} entries, "
+                           f"root {result.root.hex()}")
+            else:
+                failed = True
+                click.echo(f"{code}: FAILED after {result.entries_checked} good entries: "
+                           f"{result.problem}", err=True)
+    if failed:
+        sys.exit(EXIT_VERIFICATION_FAILED)
+
+
+@main.command()
+@click.option("--if-empty", is_flag=True,
+              help="Do nothing (and succeed) if the database already holds data.")
+def demo(if_empty: bool) -> None:
+    """Load the demo programme into an empty database."""
+
+    with _refusals():
+        engine = _engine()
+        try:
+            code = load_demo(engine)
+        except errors.DatabaseNotEmpty as error:
+            if not if_empty:
+                raise
+            click.echo(f"demo not loaded: {error.message}")
+            return
+    click.echo(f"loaded the demo programme {code!r}")
+
+
+@main.command()
+def programmes() -> None:
+    """List the programmes."""
+
+    with _refusals():
+        for info in list_programmes(_engine()):
+            click.echo(f"{info.code}\t{info.name}\t{info.time_zone}")
+
+
+@main.command()
+@click.option("--programme", "-p", required=True, help="Programme code.")
+def balances(programme: str) -> None:
+    """Every account's spendable balance and score."""
+
+    with _refusals():
+        rows = read_balances(_engine(), programme)
+    click.echo(_balance_table(rows))
+
+
+@main.command()
+@click.option("--programme", "-p", multiple=True, help="Programme code (default: every one).")
+def head(programme: tuple[str, ...]) -> None:
+    """The chain head: size, last entry hash and Merkle root."""
+
+    with _refusals():
+        engine = _engine()
+        codes = list(programme) or [info.code for info in list_programmes(engine)]
+        for code in codes:
+            tip = read_head(engine, code)
+            last = tip.head_hash.hex() if tip.head_hash else "(none)"
+            click.echo(f"{code}: size {tip.size}, last entry hash {last}, root {tip.root.hex()}")
+
+
+def _balance_table(rows: list[AccountBalance]) -> str:
+    width = max((len(row.account) for row in rows), default=7)
+    lines = [f"{'account':<{width}}  {'kind':<6}  {'balance':>8}  {'score':>6}"]
+    lines += [
+        f"{row.account:<{width}}  {row.kind:<6}  {row.balance_points:>8}  {row.score_points:>6}"
+        for row in rows
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""The ledger's tables, as SQLAlchemy 2 declarative models.
+
+Every table is keyed by programme first, so programmes (one hash chain each)
+can later be spread over database nodes by that column. Entries and postings
+are append-only: the database refuses UPDATE and DELETE on them (triggers in
+the first migration). Points are integers (BigInteger) everywhere; timestamps
+that are hashed are stored as the exact text that was hashed, so a verifier
+can rebuild the canonical bytes from the columns alone.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+CODE_LENGTH = 64
+"""Longest code (programme, unit, member, household); account codes add a prefix."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Programme(Base):
+    """One points scheme (tenant) with its own chain, accounts and time zone."""
+
+    __tablename__ = "programmes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class ChainHead(Base):
+    """The tip of a programme's chain: the row appends lock.
+
+    `size` is the number of entries (the next `seq`); `head_hash` the leaf hash
+    of entry `size - 1`; `frontier` the Merkle compact range (see
+    `ledger.merkle.Frontier`) from which the root at `size` follows.
+    """
+
+    __tablename__ = "chain_heads"
+
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    head_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (CheckConstraint("size >= 0", name="chain_size_not_negative"),)
+
+
+class Unit(Base):
+    """A node of the organisation tree (city … village, grid, building)."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+
+    __table_args__ = (UniqueConstraint("programme_id", "code"),)
+
+
+class Household(Base):
+    """A household (户): boards and caps can count by it."""
+
+    __tablename__ = "households"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    name: Mapped[str] = mapped_column(String(200))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+
+    __table_args__ = (UniqueConstraint("programme_id", "code"),)
+
+
+class Member(Base):
+    """A resident or volunteer; owns exactly one `member:<code>` account."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    name: Mapped[str] = mapped_column(String(200))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+
+    __table_args__ = (UniqueConstraint("programme_id", "code"),)
+
+
+class Account(Base):
+    """A double-entry account: `issuance`, `penalty`, `member:<code>`, ..."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH + 16))
+    kind: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+
+    __table_args__ = (UniqueConstraint("programme_id", "code"),)
+
+
+class Balance(Base):
+    """Cached figures of an account, updated in the append transaction.
+
+    `balance_points` is what can be spent; `score_points` is what boards rank
+    (awards minus deductions, never lowered by spending). Both can always be
+    recomputed from postings; verification does exactly that.
+    """
+
+    __tablename__ = "balances"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    balance_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    score_points: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Entry(Base):
+    """One appended record of a chain; see docs/FORMAT.md for the hashed bytes."""
+
+    __tablename__ = "entries"
+
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[str] = mapped_column(String(32))
+    evidence: Mapped[str | None] = mapped_column(String(256))
+    memo: Mapped[str] = mapped_column(Text)
+    metadata_json: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    content_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    reverses_seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (
+        UniqueConstraint("programme_id", "idempotency_key", name="entries_idempotency_key"),
+        UniqueConstraint("programme_id", "reverses_seq", name="entries_reversed_once"),
+        CheckConstraint("seq >= 0", name="entries_seq_not_negative"),
+    )
+
+
+class Posting(Base):
+    """One leg of an entry: `amount_points` added to one account's balance."""
+
+    __tablename__ = "postings"
+
+    programme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount_points: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # Deferred: postings are inserted before their entry, so the entry's
+        # insert trigger can refuse it unless its postings sum to zero.
+        ForeignKeyConstraint(
+            ["programme_id", "entry_seq"],
+            ["entries.programme_id", "entries.seq"],
+            deferrable=True,
+            initially="DEFERRED",
+        ),
+        CheckConstraint("amount_points <> 0", name="postings_amount_not_zero"),
+        Index("postings_by_account", "account_id", "entry_seq"),
+    )
