@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.chain import POSTING_FREE_KINDS, SCORE_KINDS
+from ledger.chain import NOT_REVERSIBLE_KINDS, POSTING_FREE_KINDS, SCORE_KINDS
 from ledger.entry_format import entry_bytes, entry_hash
 from ledger.merkle import Frontier
 from ledger.models import Account, Balance, ChainHead, Entry, Posting
@@ -107,6 +107,8 @@ class _ChainChecker:
             )
         }
         self.balances = {account_id: [0, 0] for account_id in self.accounts}
+        self.reversed: dict[int, int] = {}
+        """Reversed seq -> the seq of its reversal; reversals are rare."""
         self.moved_score = bytearray()
         """One byte per entry checked: 1 where the entry moved members' scores."""
 
@@ -133,6 +135,8 @@ class _ChainChecker:
             if row.prev_hash != prev_hash:
                 self._fail(seq, "prev", _hex(prev_hash), _hex(row.prev_hash))
             self._check_postings(seq, row.kind, legs)
+            if row.kind == "reversal" or row.reverses_seq is not None:
+                self._check_reversal(seq, row.kind, row.reverses_seq, legs)
             leaf = entry_hash(
                 entry_bytes(
                     programme=self.programme_code,
@@ -206,6 +210,35 @@ class _ChainChecker:
         for account_id, _ in legs:
             if account_id not in self.accounts:
                 self._fail(seq, "postings", "accounts of this programme", f"account {account_id}")
+
+    def _check_reversal(
+        self, seq: int, kind: str, reverses: int | None, legs: list[tuple[int, int]]
+    ) -> None:
+        """A reversal names an earlier entry, once, and negates its postings exactly."""
+        if kind != "reversal" or reverses is None:
+            self._fail(seq, "reverses", "a reversal naming the entry it reverses",
+                       f"kind {kind} reversing {reverses}")
+        if not 0 <= reverses < seq:
+            self._fail(seq, "reverses", f"an earlier entry (0..{seq - 1})", str(reverses))
+        if reverses in self.reversed:
+            self._fail(seq, "reverses", f"entry {reverses} reversed once",
+                       f"a second reversal (the first was entry {self.reversed[reverses]})")
+        self.reversed[reverses] = seq
+        original = self.connection.execute(
+            select(Entry.kind).where(Entry.programme_id == self.programme_id,
+                                     Entry.seq == reverses)
+        ).scalar_one_or_none()
+        if original in NOT_REVERSIBLE_KINDS:
+            self._fail(seq, "reverses", "an entry that can be reversed", f"a {original} entry")
+        original_legs = self.connection.execute(
+            select(Posting.account_id, Posting.amount_points)
+            .where(Posting.programme_id == self.programme_id, Posting.entry_seq == reverses)
+            .order_by(Posting.position)
+        ).all()
+        negated = [(account_id, -points) for account_id, points in original_legs]
+        if legs != negated:
+            self._fail(seq, "postings", f"the postings of entry {reverses}, negated",
+                       "other postings")
 
     def _apply(
         self, seq: int, kind: str, reverses: int | None, legs: list[tuple[int, int]]
