@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from ledger import errors
 from ledger.accounts import AccountRef, resolve_accounts
 from ledger.canonical import CanonicalError, check_plain_json, encode_plain
-from ledger.entry_format import entry_body, entry_bytes, entry_hash, format_timestamp
+from ledger.entry_format import entry_bytes, entry_hash, format_timestamp
 from ledger.merkle import Frontier
 from ledger.models import Account, Balance, ChainHead, Entry as EntryRow, Posting as PostingRow
 from ledger.programmes import ProgrammeInfo, get_programme
@@ -82,6 +82,19 @@ class Posting:
 
 
 @dataclass(frozen=True)
+class RuleRef:
+    """The scoring rule version an award or deduction was made under."""
+
+    code: str
+    version: int
+    quantity: int | None = None
+    """For per-unit rules, how many units (e.g. minutes of volunteering)."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"code": self.code, "quantity": self.quantity, "version": self.version}
+
+
+@dataclass(frozen=True)
 class Draft:
     """An entry as a caller proposes it; `occurred_at` None means "now"."""
 
@@ -93,6 +106,9 @@ class Draft:
     memo: str = ""
     metadata: Mapping[str, Any] | None = None
     idempotency_key: str | None = None
+    rule: RuleRef | None = None
+    approver: str | None = None
+    """Who approved a claim, for entries that needed a second person."""
 
 
 @dataclass(frozen=True)
@@ -111,26 +127,29 @@ class Entry:
     metadata: dict[str, Any]
     idempotency_key: str | None
     reverses: int | None
+    rule: RuleRef | None
+    approver: str | None
     prev_hash: bytes | None
     hash: bytes
 
     def canonical_bytes(self) -> bytes:
-        return encode_plain(
-            entry_body(
-                programme=self.programme,
-                seq=self.seq,
-                prev_hash=self.prev_hash,
-                kind=self.kind,
-                postings=[(posting.account, posting.points) for posting in self.postings],
-                actor=self.actor,
-                occurred_at=self.occurred_at,
-                recorded_at=self.recorded_at,
-                evidence=self.evidence,
-                memo=self.memo,
-                metadata=self.metadata,
-                idempotency_key=self.idempotency_key,
-                reverses=self.reverses,
-            )
+        """The RFC 8785 bytes that are hashed (docs/FORMAT.md); `hash` is not among them."""
+        return entry_bytes(
+            programme=self.programme,
+            seq=self.seq,
+            prev_hash=self.prev_hash,
+            kind=self.kind,
+            postings=[(posting.account, posting.points) for posting in self.postings],
+            actor=self.actor,
+            occurred_at=self.occurred_at,
+            recorded_at=self.recorded_at,
+            evidence=self.evidence,
+            memo=self.memo,
+            metadata=self.metadata,
+            idempotency_key=self.idempotency_key,
+            reverses=self.reverses,
+            rule=self.rule.as_json() if self.rule else None,
+            approver=self.approver,
         )
 
 
@@ -154,6 +173,10 @@ class Head:
 
 Guard = Callable[[Connection, ProgrammeInfo, Sequence["Prepared"]], None]
 """Called inside the lock with the drafts about to be posted; raises to refuse."""
+
+AfterWrite = Callable[[Connection, ProgrammeInfo, Sequence[Entry]], None]
+"""Called inside the lock, in the same transaction, with the entries just written
+(not replays): where a caller records state that must commit with them."""
 
 
 @dataclass
@@ -186,7 +209,10 @@ def append(
     memo: str = "",
     metadata: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
+    rule: RuleRef | None = None,
+    approver: str | None = None,
     guard: Guard | None = None,
+    after_write: AfterWrite | None = None,
 ) -> Appended:
     """Post one entry to `programme`'s chain and return it.
 
@@ -196,12 +222,18 @@ def append(
     `StorageBusy` when the database stayed locked, and whatever `guard`
     raises. Nothing is written when anything is raised.
     """
-    draft = Draft(kind, postings, actor, occurred_at, evidence, memo, metadata, idempotency_key)
-    return append_batch(engine, programme, [draft], guard=guard)[0]
+    draft = Draft(kind, postings, actor, occurred_at, evidence, memo, metadata, idempotency_key,
+                  rule, approver)
+    return append_batch(engine, programme, [draft], guard=guard, after_write=after_write)[0]
 
 
 def append_batch(
-    engine: Engine, programme: str, drafts: Sequence[Draft], *, guard: Guard | None = None
+    engine: Engine,
+    programme: str,
+    drafts: Sequence[Draft],
+    *,
+    guard: Guard | None = None,
+    after_write: AfterWrite | None = None,
 ) -> list[Appended]:
     """Post many entries in one transaction, in order; all or nothing.
 
@@ -215,7 +247,7 @@ def append_batch(
         )
     now = datetime.now(UTC)
     prepared = [_prepare(draft, now, index) for index, draft in enumerate(drafts)]
-    return _post(engine, programme, prepared, guard)
+    return _post(engine, programme, prepared, guard, after_write)
 
 
 def reverse(
@@ -250,7 +282,7 @@ def reverse(
         idempotency_key=idempotency_key,
     )
     prepared = _prepare(draft, datetime.now(UTC), 0, reverses=seq, reversed_kind=original.kind)
-    return _post(engine, programme, [prepared], guard=_refuse_second_reversal)[0]
+    return _post(engine, programme, [prepared], _refuse_second_reversal, None)[0]
 
 
 def head(engine: Engine, programme: str) -> Head:
@@ -315,6 +347,12 @@ def _entry_from_row(programme: str, row: Any, postings: dict[int, list[Posting]]
         metadata=json.loads(row.metadata_json),
         idempotency_key=row.idempotency_key,
         reverses=row.reverses_seq,
+        rule=(
+            RuleRef(row.rule_code, row.rule_version, row.rule_quantity)
+            if row.rule_code is not None
+            else None
+        ),
+        approver=row.approver,
         prev_hash=row.prev_hash,
         hash=row.hash,
     )
@@ -357,6 +395,21 @@ def _prepare(
                 field="idempotency_key",
                 **where,
             )
+    if draft.approver is not None:
+        _check_text(draft.approver, "approver", MAX_ACTOR_CHARS, where, required=True)
+        if draft.approver == draft.actor:
+            raise errors.InvalidEntry("the approver must be another person than the actor",
+                                      field="approver", **where)
+    if draft.rule is not None:
+        rule = draft.rule
+        if not (isinstance(rule, RuleRef) and isinstance(rule.code, str) and rule.code
+                and type(rule.version) is int and rule.version >= 1
+                and (rule.quantity is None
+                     or (type(rule.quantity) is int and 0 < rule.quantity <= MAX_POINTS))):
+            raise errors.InvalidEntry(
+                "rule must name a rule code, a version >= 1 and an optional positive quantity",
+                field="rule", **where,
+            )
     occurred_at = None
     if draft.occurred_at is not None:
         if not isinstance(draft.occurred_at, datetime) or draft.occurred_at.utcoffset() is None:
@@ -389,6 +442,8 @@ def _prepare(
         "memo": draft.memo,
         "metadata": metadata,
         "reverses": reverses,
+        "rule": draft.rule.as_json() if draft.rule else None,
+        "approver": draft.approver,
     }
     content_digest = hashlib.sha256(encode_plain(request)).digest()
     return Prepared(draft, occurred_at, metadata, metadata_json, content_digest, reverses,
@@ -466,7 +521,11 @@ def _check_text(
 
 
 def _post(
-    engine: Engine, programme_code: str, prepared: list[Prepared], guard: Guard | None
+    engine: Engine,
+    programme_code: str,
+    prepared: list[Prepared],
+    guard: Guard | None,
+    after_write: AfterWrite | None,
 ) -> list[Appended]:
     if not prepared:
         return []
@@ -492,6 +551,8 @@ def _post(
             guard(connection, programme, fresh)
 
         created = _write(connection, programme, head_row, fresh)
+        if after_write is not None and created:
+            after_write(connection, programme, created)
     results: list[Appended] = []
     created_iter = iter(created)
     for index in range(len(prepared)):
@@ -590,40 +651,26 @@ def _write(
     for item in fresh:
         draft = item.draft
         postings = tuple(draft.postings)
-        occurred_at = item.occurred_at or recorded_at
-        leaf = entry_hash(
-            entry_bytes(
-                programme=programme.code,
-                seq=seq,
-                prev_hash=prev_hash,
-                kind=draft.kind,
-                postings=[(posting.account, posting.points) for posting in postings],
-                actor=draft.actor,
-                occurred_at=occurred_at,
-                recorded_at=recorded_at,
-                evidence=draft.evidence,
-                memo=draft.memo,
-                metadata=item.metadata,
-                idempotency_key=draft.idempotency_key,
-                reverses=item.reverses,
-            )
-        )
         entry = Entry(
             programme=programme.code,
             seq=seq,
             kind=draft.kind,
             postings=postings,
             actor=draft.actor,
-            occurred_at=occurred_at,
+            occurred_at=item.occurred_at or recorded_at,
             recorded_at=recorded_at,
             evidence=draft.evidence,
             memo=draft.memo,
             metadata=item.metadata,
             idempotency_key=draft.idempotency_key,
             reverses=item.reverses,
+            rule=draft.rule,
+            approver=draft.approver,
             prev_hash=prev_hash,
-            hash=leaf,
+            hash=b"",
         )
+        leaf = entry_hash(entry.canonical_bytes())
+        entry = replace(entry, hash=leaf)
         frontier.append(leaf)
         entries.append(entry)
         entry_rows.append(
@@ -632,7 +679,7 @@ def _write(
                 "seq": seq,
                 "kind": draft.kind,
                 "actor": draft.actor,
-                "occurred_at": occurred_at,
+                "occurred_at": entry.occurred_at,
                 "recorded_at": recorded_at,
                 "evidence": draft.evidence,
                 "memo": draft.memo,
@@ -640,6 +687,10 @@ def _write(
                 "idempotency_key": draft.idempotency_key,
                 "content_digest": item.content_digest,
                 "reverses_seq": item.reverses,
+                "rule_code": draft.rule.code if draft.rule else None,
+                "rule_version": draft.rule.version if draft.rule else None,
+                "rule_quantity": draft.rule.quantity if draft.rule else None,
+                "approver": draft.approver,
                 "prev_hash": prev_hash,
                 "hash": leaf,
             }

@@ -48,10 +48,13 @@ def entry_body(
     metadata: Mapping[str, Any],
     idempotency_key: str | None,
     reverses: int | None,
+    rule: Mapping[str, Any] | None,
+    approver: str | None,
 ) -> dict[str, Any]:
     """The JSON object whose canonical bytes are hashed; every key always present."""
     return {
         "actor": actor,
+        "approver": approver,
         "evidence": evidence,
         "idempotency_key": idempotency_key,
         "kind": kind,
@@ -63,6 +66,7 @@ def entry_body(
         "programme": programme,
         "recorded_at": recorded_at,
         "reverses": reverses,
+        "rule": dict(rule) if rule is not None else None,
         "seq": seq,
         "v": FORMAT_VERSION,
     }

@@ -154,6 +154,10 @@ class Entry(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     content_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
     reverses_seq: Mapped[int | None] = mapped_column(BigInteger)
+    rule_code: Mapped[str | None] = mapped_column(String(CODE_LENGTH))
+    rule_version: Mapped[int | None] = mapped_column(Integer)
+    rule_quantity: Mapped[int | None] = mapped_column(BigInteger)
+    approver: Mapped[str | None] = mapped_column(String(200))
     prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
@@ -161,6 +165,7 @@ class Entry(Base):
         UniqueConstraint("programme_id", "idempotency_key", name="entries_idempotency_key"),
         UniqueConstraint("programme_id", "reverses_seq", name="entries_reversed_once"),
         CheckConstraint("seq >= 0", name="entries_seq_not_negative"),
+        Index("entries_by_rule", "programme_id", "rule_code", "occurred_at"),
     )
 
 

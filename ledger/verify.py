@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.chain import NOT_REVERSIBLE_KINDS, POSTING_FREE_KINDS, SCORE_KINDS
-from ledger.entry_format import entry_bytes, entry_hash
+from ledger.chain import NOT_REVERSIBLE_KINDS, POSTING_FREE_KINDS, SCORE_KINDS, RuleRef
+from ledger.chain import Entry as RecordedEntry
+from ledger.chain import Posting as ChainPosting
+from ledger.entry_format import entry_hash
 from ledger.merkle import Frontier
 from ledger.models import Account, Balance, ChainHead, Entry, Posting
 from ledger.programmes import get_programme
@@ -138,12 +140,14 @@ class _ChainChecker:
             if row.kind == "reversal" or row.reverses_seq is not None:
                 self._check_reversal(seq, row.kind, row.reverses_seq, legs)
             leaf = entry_hash(
-                entry_bytes(
+                RecordedEntry(
                     programme=self.programme_code,
                     seq=seq,
-                    prev_hash=prev_hash,
                     kind=row.kind,
-                    postings=[(self.accounts[account_id][0], points) for account_id, points in legs],
+                    postings=tuple(
+                        ChainPosting(self.accounts[account_id][0], points)
+                        for account_id, points in legs
+                    ),
                     actor=row.actor,
                     occurred_at=row.occurred_at,
                     recorded_at=row.recorded_at,
@@ -152,7 +156,15 @@ class _ChainChecker:
                     metadata=json.loads(row.metadata_json),
                     idempotency_key=row.idempotency_key,
                     reverses=row.reverses_seq,
-                )
+                    rule=(
+                        RuleRef(row.rule_code, row.rule_version, row.rule_quantity)
+                        if row.rule_code is not None
+                        else None
+                    ),
+                    approver=row.approver,
+                    prev_hash=prev_hash,
+                    hash=b"",
+                ).canonical_bytes()
             )
             if leaf != row.hash:
                 self._fail(seq, "hash", f"{leaf.hex()} (recomputed from the stored fields)",
@@ -183,6 +195,10 @@ class _ChainChecker:
                     Entry.metadata_json,
                     Entry.idempotency_key,
                     Entry.reverses_seq,
+                    Entry.rule_code,
+                    Entry.rule_version,
+                    Entry.rule_quantity,
+                    Entry.approver,
                     Entry.prev_hash,
                     Entry.hash,
                 )

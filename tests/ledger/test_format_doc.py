@@ -48,6 +48,7 @@ def test_example_reversal_links_to_the_first_entry_and_the_root_is_documented():
         "metadata": {},
         "idempotency_key": "rev-1",
         "reverses": 0,
+        "rule": None,
     }
     canonical = entry_bytes(**fields)
     assert canonical == block("example-1-bytes").encode("utf-8")

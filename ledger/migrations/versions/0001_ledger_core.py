@@ -139,6 +139,10 @@ def upgrade() -> None:
     sa.Column('idempotency_key', sa.String(length=200), nullable=True),
     sa.Column('content_digest', sa.LargeBinary(length=32), nullable=False),
     sa.Column('reverses_seq', sa.BigInteger(), nullable=True),
+    sa.Column('rule_code', sa.String(length=64), nullable=True),
+    sa.Column('rule_version', sa.Integer(), nullable=True),
+    sa.Column('rule_quantity', sa.BigInteger(), nullable=True),
+    sa.Column('approver', sa.String(length=200), nullable=True),
     sa.Column('prev_hash', sa.LargeBinary(length=32), nullable=True),
     sa.Column('hash', sa.LargeBinary(length=32), nullable=False),
     sa.CheckConstraint('seq >= 0', name='entries_seq_not_negative'),
@@ -147,6 +151,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('programme_id', 'idempotency_key', name='entries_idempotency_key'),
     sa.UniqueConstraint('programme_id', 'reverses_seq', name='entries_reversed_once')
     )
+    op.create_index('entries_by_rule', 'entries', ['programme_id', 'rule_code', 'occurred_at'])
     op.create_table('units',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('programme_id', sa.Integer(), nullable=False),
