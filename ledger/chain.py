@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -171,8 +171,11 @@ class Head:
     root: bytes
 
 
-Guard = Callable[[Connection, ProgrammeInfo, Sequence["Prepared"]], None]
-"""Called inside the lock with the drafts about to be posted; raises to refuse."""
+Guard = Callable[[Connection, ProgrammeInfo, Sequence["Prepared"]], Collection[int] | None]
+"""Called inside the lock with the drafts about to be posted (replays excluded).
+
+It raises to refuse the whole transaction, or returns the positions (in the
+sequence it was given) of drafts to leave out: those come back as None."""
 
 AfterWrite = Callable[[Connection, ProgrammeInfo, Sequence[Entry]], None]
 """Called inside the lock, in the same transaction, with the entries just written
@@ -224,7 +227,10 @@ def append(
     """
     draft = Draft(kind, postings, actor, occurred_at, evidence, memo, metadata, idempotency_key,
                   rule, approver)
-    return append_batch(engine, programme, [draft], guard=guard, after_write=after_write)[0]
+    appended = append_batch(engine, programme, [draft], guard=guard, after_write=after_write)[0]
+    if appended is None:
+        raise errors.LedgerError("the guard left out the only draft; it must raise instead")
+    return appended
 
 
 def append_batch(
@@ -234,10 +240,10 @@ def append_batch(
     *,
     guard: Guard | None = None,
     after_write: AfterWrite | None = None,
-) -> list[Appended]:
+) -> list[Appended | None]:
     """Post many entries in one transaction, in order; all or nothing.
 
-    Results are in the order of `drafts`. Raises as `append` does, for the
+    Results are in the order of `drafts`; a draft the guard left out gives None. Raises as `append` does, for the
     first draft that is wrong, and `InvalidEntry` for more than
     `MAX_BATCH_ENTRIES` drafts or a key repeated with other content.
     """
@@ -526,7 +532,7 @@ def _post(
     prepared: list[Prepared],
     guard: Guard | None,
     after_write: AfterWrite | None,
-) -> list[Appended]:
+) -> list[Appended | None]:
     if not prepared:
         return []
     programme = get_programme(engine, programme_code)
@@ -546,20 +552,20 @@ def _post(
         ).one()
 
         replays = _settle_idempotency(connection, programme, prepared)
-        fresh = [item for index, item in enumerate(prepared) if index not in replays]
-        if guard is not None and fresh:
-            guard(connection, programme, fresh)
-
-        created = _write(connection, programme, head_row, fresh)
+        fresh_indexes = [index for index in range(len(prepared)) if index not in replays]
+        if guard is not None and fresh_indexes:
+            left_out = guard(connection, programme, [prepared[i] for i in fresh_indexes]) or ()
+            fresh_indexes = [
+                index for position, index in enumerate(fresh_indexes) if position not in left_out
+            ]
+        created = _write(connection, programme, head_row, [prepared[i] for i in fresh_indexes])
         if after_write is not None and created:
             after_write(connection, programme, created)
-    results: list[Appended] = []
-    created_iter = iter(created)
-    for index in range(len(prepared)):
-        if index in replays:
-            results.append(Appended(replays[index], created=False))
-        else:
-            results.append(Appended(next(created_iter), created=True))
+    results: list[Appended | None] = [None] * len(prepared)
+    for index, entry in replays.items():
+        results[index] = Appended(entry, created=False)
+    for index, entry in zip(fresh_indexes, created):
+        results[index] = Appended(entry, created=True)
     return results
 
 

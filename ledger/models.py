@@ -42,6 +42,12 @@ class Programme(Base):
     name: Mapped[str] = mapped_column(String(200))
     time_zone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     created_at: Mapped[str] = mapped_column(String(32))
+    notice_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Days an approved claim is shown on the public-notice board (公示) before it posts."""
+    expiry_policy: Mapped[str] = mapped_column(String(32), default="never",
+                                               server_default="never")
+    """`never`, `months:N` (N months after the award) or `years:N` (end of the Nth
+    calendar year counting the award's year as the first)."""
 
 
 class ChainHead(Base):
@@ -74,6 +80,8 @@ class Unit(Base):
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    path: Mapped[str] = mapped_column(String(2000), default="", server_default="")
+    """Codes from the root down, `/town/village/`: a subtree is a path prefix."""
 
     __table_args__ = (UniqueConstraint("programme_id", "code"),)
 
@@ -165,7 +173,6 @@ class Entry(Base):
         UniqueConstraint("programme_id", "idempotency_key", name="entries_idempotency_key"),
         UniqueConstraint("programme_id", "reverses_seq", name="entries_reversed_once"),
         CheckConstraint("seq >= 0", name="entries_seq_not_negative"),
-        Index("entries_by_rule", "programme_id", "rule_code", "occurred_at"),
     )
 
 
@@ -192,3 +199,86 @@ class Posting(Base):
         CheckConstraint("amount_points <> 0", name="postings_amount_not_zero"),
         Index("postings_by_account", "account_id", "entry_seq"),
     )
+
+
+class RuleVersion(Base):
+    """One version of a scoring rule; the same definition is in the chain's admin entry."""
+
+    __tablename__ = "rule_versions"
+
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    definition_json: Mapped[str] = mapped_column(Text)
+    entry_seq: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["programme_id", "entry_seq"],
+                             ["entries.programme_id", "entries.seq"]),
+    )
+
+
+class Grant(Base):
+    """A role (organiser, reviewer, admin, auditor) held by a principal on a unit's subtree."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    principal: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    created_at: Mapped[str] = mapped_column(String(32))
+    revoked_at: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("grants_by_principal", "programme_id", "principal"),)
+
+
+class Claim(Base):
+    """An award or deduction waiting for a second person (待审核), then a notice window (公示).
+
+    Workflow state, not ledger: nothing here touches a balance until the claim
+    posts, and then only through the chain.
+    """
+
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    rule_code: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    quantity: Mapped[int | None] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[str] = mapped_column(String(32))
+    evidence: Mapped[str | None] = mapped_column(String(256))
+    memo: Mapped[str] = mapped_column(Text)
+    proposer: Mapped[str] = mapped_column(String(200))
+    proposed_at: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[str | None] = mapped_column(String(32))
+    notice_until: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    entry_seq: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("programme_id", "idempotency_key", name="claims_idempotency_key"),
+        Index("claims_by_status", "programme_id", "status"),
+    )
+
+
+class Objection(Base):
+    """An objection raised against a claim during its public-notice window."""
+
+    __tablename__ = "objections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"))
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"))
+    raised_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[str | None] = mapped_column(String(32))

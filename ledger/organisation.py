@@ -8,15 +8,23 @@ a household and a unit, and owns one `member:<code>` account.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import errors
 from ledger.accounts import insert_account, member_account
-from ledger.models import Household, Member, Unit
+from ledger.entry_format import format_timestamp
+from ledger.models import Grant, Household, Member, Unit
 from ledger.programmes import check_code, get_programme
 from ledger.storage import read_transaction, write_transaction
+
+ROLES = frozenset({"organiser", "reviewer", "admin", "auditor"})
+SYSTEM_PREFIX = "system:"
+"""Actors named `system:…` are the operator's own tools (the `jifen` command, the
+demo loader): they act with every role. The HTTP API never lets a client
+act as one; its actors come from API keys."""
 
 UNIT_KINDS = frozenset(
     {"city", "district", "county", "town", "street", "village", "community", "group", "grid",
@@ -51,11 +59,17 @@ def create_unit(
         programme_info = get_programme(connection, programme)
         if _unit_id(connection, programme_info.id, code) is not None:
             raise errors.AlreadyExists(f"unit {code!r} already exists", unit=code)
-        parent_id = _require_unit(connection, programme_info.id, parent) if parent else None
+        parent_id, parent_path = None, "/"
+        if parent:
+            parent_id = require_unit(connection, programme_info.id, parent)
+            parent_path = connection.execute(
+                select(Unit.path).where(Unit.id == parent_id)
+            ).scalar_one()
         return connection.execute(
             insert(Unit)
             .values(
-                programme_id=programme_info.id, code=code, name=name, kind=kind, parent_id=parent_id
+                programme_id=programme_info.id, code=code, name=name, kind=kind,
+                parent_id=parent_id, path=f"{parent_path}{code}/",
             )
             .returning(Unit.id)
         ).scalar_one()
@@ -66,7 +80,7 @@ def create_household(engine: Engine, programme: str, code: str, name: str, unit:
     check_code(code, "household")
     with write_transaction(engine) as connection:
         programme_info = get_programme(connection, programme)
-        unit_id = _require_unit(connection, programme_info.id, unit)
+        unit_id = require_unit(connection, programme_info.id, unit)
         exists = connection.execute(
             select(Household.id).where(
                 Household.programme_id == programme_info.id, Household.code == code
@@ -99,7 +113,7 @@ def create_member(
         if household_row is None:
             raise errors.UnknownHousehold(f"no household {household!r}", household=household)
         unit_id = (
-            _require_unit(connection, programme_info.id, unit) if unit else household_row.unit_id
+            require_unit(connection, programme_info.id, unit) if unit else household_row.unit_id
         )
         exists = connection.execute(
             select(Member.id).where(Member.programme_id == programme_info.id, Member.code == code)
@@ -143,8 +157,111 @@ def _unit_id(connection: Connection, programme_id: int, code: str) -> int | None
     ).scalar_one_or_none()
 
 
-def _require_unit(connection: Connection, programme_id: int, code: str) -> int:
+def require_unit(connection: Connection, programme_id: int, code: str) -> int:
+    """The id of unit `code`; raises `UnknownUnit`."""
     unit_id = _unit_id(connection, programme_id, code)
     if unit_id is None:
         raise errors.UnknownUnit(f"no unit {code!r}", unit=code)
     return unit_id
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """What awards need to know of a member: where they sit in the tree."""
+
+    id: int
+    code: str
+    name: str
+    account: str
+    unit: str
+    unit_path: str
+    household_id: int
+    household: str
+
+
+def find_member(connection: Connection, programme_id: int, code: str) -> MemberRecord:
+    """The member `code` with their unit path and household; raises `UnknownMember`."""
+    row = connection.execute(
+        select(Member.id, Member.code, Member.name, Unit.code, Unit.path, Household.id,
+               Household.code)
+        .join(Unit, Unit.id == Member.unit_id)
+        .join(Household, Household.id == Member.household_id)
+        .where(Member.programme_id == programme_id, Member.code == code)
+    ).first()
+    if row is None:
+        raise errors.UnknownMember(f"no member {code!r} in this programme", member=code)
+    member_id, member_code, name, unit, path, household_id, household = row
+    return MemberRecord(member_id, member_code, name, member_account(member_code), unit, path,
+                        household_id, household)
+
+
+def unit_path(connection: Connection, programme_id: int, code: str) -> str:
+    """The path of unit `code` (`/town/village/`); raises `UnknownUnit`."""
+    path = connection.execute(
+        select(Unit.path).where(Unit.programme_id == programme_id, Unit.code == code)
+    ).scalar_one_or_none()
+    if path is None:
+        raise errors.UnknownUnit(f"no unit {code!r}", unit=code)
+    return path
+
+
+def grant_role(engine: Engine, programme: str, principal: str, role: str, unit: str) -> int:
+    """Give `principal` `role` on the subtree of `unit`; returns the grant's id.
+
+    Raises `InvalidEntry` for an unknown role or a bad principal, `UnknownUnit`.
+    """
+    if role not in ROLES:
+        raise errors.InvalidEntry(f"role must be one of {', '.join(sorted(ROLES))}",
+                                  field="role")
+    if not isinstance(principal, str) or not principal.strip() or len(principal) > 200:
+        raise errors.InvalidEntry("principal must be 1-200 characters", field="principal")
+    if principal.startswith(SYSTEM_PREFIX):
+        raise errors.InvalidEntry(f"{SYSTEM_PREFIX}… principals already hold every role",
+                                  field="principal")
+    with write_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        unit_id = require_unit(connection, programme_info.id, unit)
+        return connection.execute(
+            insert(Grant)
+            .values(programme_id=programme_info.id, principal=principal, role=role,
+                    unit_id=unit_id, created_at=format_timestamp(datetime.now(UTC)))
+            .returning(Grant.id)
+        ).scalar_one()
+
+
+def revoke_grant(engine: Engine, programme: str, grant_id: int) -> None:
+    """Revoke a grant from now on; raises `UnknownGrant`."""
+    with write_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        revoked = connection.execute(
+            update(Grant)
+            .where(Grant.id == grant_id, Grant.programme_id == programme_info.id,
+                   Grant.revoked_at.is_(None))
+            .values(revoked_at=format_timestamp(datetime.now(UTC)))
+        ).rowcount
+    if revoked != 1:
+        raise UnknownGrant(f"no active grant {grant_id}", grant=grant_id)
+
+
+class UnknownGrant(errors.LedgerError):
+    code = "unknown_grant"
+
+
+def subtrees_of(connection: Connection, programme_id: int, principal: str, role: str) -> list[str]:
+    """The unit paths on which `principal` holds `role` (all, `/`, for system actors)."""
+    if principal.startswith(SYSTEM_PREFIX):
+        return ["/"]
+    return [
+        path
+        for (path,) in connection.execute(
+            select(Unit.path)
+            .join(Grant, Grant.unit_id == Unit.id)
+            .where(Grant.programme_id == programme_id, Grant.principal == principal,
+                   Grant.role == role, Grant.revoked_at.is_(None))
+        )
+    ]
+
+
+def within(path: str, subtrees: list[str]) -> bool:
+    """Is the unit at `path` inside one of `subtrees`?"""
+    return any(path.startswith(subtree) for subtree in subtrees)

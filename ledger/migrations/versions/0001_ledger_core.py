@@ -151,7 +151,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('programme_id', 'idempotency_key', name='entries_idempotency_key'),
     sa.UniqueConstraint('programme_id', 'reverses_seq', name='entries_reversed_once')
     )
-    op.create_index('entries_by_rule', 'entries', ['programme_id', 'rule_code', 'occurred_at'])
     op.create_table('units',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('programme_id', sa.Integer(), nullable=False),
