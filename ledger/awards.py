@@ -51,6 +51,7 @@ from ledger.rules import (
     Rule,
     RuleChanged,
     UnknownRule,
+    period_label,
     period_window,
     rule_in_force,
     rule_versions,
@@ -405,9 +406,9 @@ def _check_limits(
         times += tally.used[key][0]
         points += tally.used[key][1]
         if cap.max_times is not None and times + 1 > cap.max_times:
-            return _over_cap(rule, cap, plan, times, points, start)
+            return _over_cap(rule, cap, plan, times, points, programme)
         if cap.max_points is not None and points + plan.magnitude > cap.max_points:
-            return _over_cap(rule, cap, plan, times, points, start)
+            return _over_cap(rule, cap, plan, times, points, programme)
         pending.append((key, plan.magnitude))
     if rule.cooldown_minutes:
         cooldown = timedelta(minutes=rule.cooldown_minutes)
@@ -430,12 +431,13 @@ def _check_limits(
     return None
 
 
-def _over_cap(rule: Rule, cap: Cap, plan: Plan, times: int, points: int, start: str | None):
-    period = "in all" if cap.period == "lifetime" else f"in the {cap.period} from {start}"
+def _over_cap(rule: Rule, cap: Cap, plan: Plan, times: int, points: int,
+              programme: ProgrammeInfo) -> OverCap:
+    period = period_label(cap.period, plan.occurred_at, programme.zone)
+    subject = plan.member.code if cap.per == "member" else plan.member.household
     return OverCap(
-        f"rule {rule.code!r} allows {cap.describe()}; {cap.per} "
-        f"{plan.member.code if cap.per == 'member' else plan.member.household!r} already has "
-        f"{times} time(s), {points} point(s) {period}",
+        f"rule {rule.code!r} allows {cap.describe()}; {cap.per} {subject!r} already has "
+        f"{times} time(s) and {points} point(s) in {period}",
         rule=rule.code, cap=cap.describe(), period=cap.period, used_times=times,
         used_points=points, member=plan.member.code,
     )

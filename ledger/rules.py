@@ -405,6 +405,20 @@ def period_window(period: str, moment: datetime, zone: ZoneInfo) -> tuple[str | 
     )
 
 
+def period_label(period: str, moment: datetime, zone: ZoneInfo) -> str:
+    """The period holding `moment` as a person says it: `2026-11-20`, `2026-11`, ..."""
+    local = moment.astimezone(zone).date()
+    if period == "day":
+        return local.isoformat()
+    if period == "week":
+        return f"the week from {(local - timedelta(days=local.weekday())).isoformat()}"
+    if period == "month":
+        return local.strftime("%Y-%m")
+    if period == "year":
+        return str(local.year)
+    return "all time"
+
+
 # -- storage ---------------------------------------------------------------------------
 
 
