@@ -135,6 +135,9 @@ class Plan:
     rule: Rule
     magnitude: int
     occurred_at: datetime
+    newest_version: int
+    """The rule's newest version when planned: if another appears before the lock, the
+    choice of version may be stale, and the request is refused with `rule_changed`."""
     household_accounts: list[int] = field(default_factory=list)
     member_account_id: int = 0
 
@@ -345,7 +348,7 @@ class PlanningContext:
                 rule=rule.code, field="evidence",
             )
         magnitude = rule.points_for(request.quantity)
-        return Plan(request, member, rule, magnitude, occurred_at)
+        return Plan(request, member, rule, magnitude, occurred_at, versions[-1].version)
 
     def _authorise(self, rule: Rule, member: MemberRecord) -> None:
         if any(within(member.unit_path, self.subtrees(role)) for role in rule.roles):
@@ -389,7 +392,7 @@ def _check_limits(
                 RuleVersion.programme_id == programme.id, RuleVersion.code == rule.code
             )
         ).scalar_one()
-        if newest != rule.version:
+        if newest != plan.newest_version:
             return RuleChanged(f"rule {rule.code!r} changed to version {newest} while awarding; "
                                "send the request again", rule=rule.code)
     occurred = format_timestamp(plan.occurred_at)

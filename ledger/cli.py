@@ -10,15 +10,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from sqlalchemy import make_url
 from sqlalchemy.engine import Engine
 
 from ledger import errors, migrations
+from ledger.catalogs import FORMATS, export_catalog, import_catalog, load_catalog
 from ledger.chain import head as read_head
 from ledger.demo import load_demo
 from ledger.programmes import list_programmes
+from ledger.rules import Rule, current_rules
 from ledger.statements import AccountBalance
 from ledger.statements import balances as read_balances
 from ledger.storage import create_engine, database_url
@@ -158,3 +161,104 @@ def _balance_table(rows: list[AccountBalance]) -> str:
         for row in rows
     ]
     return "\n".join(lines)
+
+
+# -- rules: catalog files (docs/RULES.md) -------------------------------------------------
+
+
+CLI_ACTOR = "system:cli"
+
+
+@main.group()
+def rules() -> None:
+    """Import, export and list scoring rules (catalog files: docs/RULES.md)."""
+
+
+@rules.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--programme", "-p", help="Programme code (default: the catalog's `programme`).")
+@click.option("--actor", default=CLI_ACTOR, show_default=True,
+              help="Who records the rules, as their admin entries will name them.")
+def rules_import(file: Path, programme: str | None, actor: str) -> None:
+    """Record every new or changed rule of a catalog file; unchanged rules add nothing."""
+
+    with _refusals():
+        catalog = load_catalog(file)
+        code = programme or catalog.programme
+        if code is None:
+            raise errors.UnknownProgramme(
+                f"{file} names no programme: give --programme, or `programme:` in the file"
+            )
+        report = import_catalog(_engine(), code, catalog, actor)
+    for rule_code, version in report.created:
+        click.echo(f"{rule_code}: version {version}")
+    click.echo(f"imported {file} into {code}: {len(report.created)} rules new or changed, "
+               f"{len(report.unchanged)} unchanged")
+
+
+@rules.command("export")
+@click.option("--programme", "-p",
+              help="Programme code (default: the only programme in the database).")
+@click.option("--format", "format_name", type=click.Choice(FORMATS),
+              help="yaml or json (default: json if --out ends in .json, else yaml).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the catalog to this file instead of standard output.")
+def rules_export(programme: str | None, format_name: str | None, out: Path | None) -> None:
+    """Write the newest version of every rule as a catalog file."""
+
+    if format_name is None:
+        format_name = "json" if out is not None and out.suffix.lower() == ".json" else "yaml"
+    with _refusals():
+        engine = _engine()
+        code = programme or _only_programme(engine)
+        text = export_catalog(engine, code, format_name)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote the rules of {code} to {out}")
+
+
+@rules.command("list")
+@click.option("--programme", "-p", required=True, help="Programme code.")
+def rules_list(programme: str) -> None:
+    """The newest version of every rule: code, version, points, approval, category, name."""
+
+    with _refusals():
+        found = current_rules(_engine(), programme)
+    click.echo(_rule_table(found))
+
+
+def _only_programme(engine: Engine) -> str:
+    codes = [info.code for info in list_programmes(engine)]
+    if len(codes) != 1:
+        raise errors.UnknownProgramme(
+            f"give --programme: the database holds {len(codes)} programmes "
+            f"({', '.join(codes) or 'none'})"
+        )
+    return codes[0]
+
+
+def _rule_table(found: list[Rule]) -> str:
+    def points(rule: Rule) -> str:
+        sign = "+" if rule.sign == "award" else "-"
+        if rule.per_unit is None:
+            return f"{sign}{rule.points}"
+        per_unit = rule.per_unit
+        return f"{sign}{per_unit.points}/{per_unit.per} {per_unit.unit}"
+
+    def approval(rule: Rule) -> str:
+        if rule.approval == "above":
+            return f"above {rule.approval_above_points}"
+        return rule.approval
+
+    rows = [(rule.code, f"v{rule.version}", points(rule), approval(rule), rule.category,
+             rule.name) for rule in found]
+    header = ("code", "version", "points", "approval", "category", "name")
+    widths = [max([len(header[column])] + [len(row[column]) for row in rows])
+              for column in range(4)]
+    return "\n".join(
+        "  ".join(f"{cell:<{width}}" for cell, width in zip(row[:4], widths, strict=True))
+        + f"  {row[4]}  {row[5]}"
+        for row in [header, *rows]
+    )

@@ -219,7 +219,7 @@ def parse_rule(data: Any, path: str = "rule", version: int = 0) -> Rule:
     """
     if not isinstance(data, Mapping):
         raise _invalid(path, "must be a mapping of rule fields")
-    unknown = sorted(set(data) - set(_FIELDS))
+    unknown = sorted(set(data) - set(_FIELDS), key=str)
     if unknown:
         raise _invalid(f"{path}.{unknown[0]}",
                        f"is not a rule field (fields: {', '.join(_FIELDS)})")
@@ -232,7 +232,9 @@ def parse_rule(data: Any, path: str = "rule", version: int = 0) -> Rule:
     if (points is None) == (per_unit is None):
         raise _invalid(f"{path}.points", "give either points (fixed) or per_unit, not both or "
                                          "neither")
-    caps_data = data.get("caps") or []
+    caps_data = data.get("caps", [])
+    if caps_data is None:
+        caps_data = []
     if not isinstance(caps_data, list) or len(caps_data) > MAX_CAPS:
         raise _invalid(f"{path}.caps", f"must be a list of at most {MAX_CAPS} caps")
     caps = tuple(_cap(cap, f"{path}.caps[{index}]") for index, cap in enumerate(caps_data))
