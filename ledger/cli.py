@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -17,9 +18,12 @@ from sqlalchemy import make_url
 from sqlalchemy.engine import Engine
 
 from ledger import errors, migrations
+from ledger.awards import describe
 from ledger.catalogs import FORMATS, export_catalog, import_catalog, load_catalog
+from ledger.claims import list_claims, post_due
 from ledger.chain import head as read_head
 from ledger.demo import load_demo
+from ledger.expiry import expire as expire_lots
 from ledger.programmes import list_programmes
 from ledger.rules import Rule, current_rules
 from ledger.statements import AccountBalance
@@ -27,6 +31,8 @@ from ledger.statements import balances as read_balances
 from ledger.storage import create_engine, database_url
 from ledger.verify import verify_chain
 
+CLI_ACTOR = "system:cli"
+"""The operator at the shell: holds every role (see ledger.organisation.SYSTEM_PREFIX)."""
 EXIT_REFUSED = 1
 EXIT_VERIFICATION_FAILED = 2
 
@@ -153,6 +159,53 @@ def head(programme: tuple[str, ...]) -> None:
             click.echo(f"{code}: size {tip.size}, last entry hash {last}, root {tip.root.hex()}")
 
 
+@main.command()
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), required=True,
+              help="Expire lots due on or before the start of this day (programme time).")
+@click.option("--programme", "-p", multiple=True, help="Programme code (default: every one).")
+def expire(as_of: datetime, programme: tuple[str, ...]) -> None:
+    """Post expiry entries for points past their expiry (idempotent: safe to run again)."""
+    with _refusals():
+        engine = _engine()
+        codes = list(programme) or [info.code for info in list_programmes(engine)]
+        for code in codes:
+            entries = expire_lots(engine, code, as_of.date(), actor=CLI_ACTOR)
+            expired = sum(entry.postings[1].points for entry in entries)
+            click.echo(f"{code}: {len(entries)} expiry entries, {expired} points expired")
+
+
+@main.group()
+def claims() -> None:
+    """Claims awaiting a second person (待审核) or public notice (公示)."""
+
+
+@claims.command("list")
+@click.option("--programme", "-p", required=True, help="Programme code.")
+@click.option("--status", type=click.Choice(["pending", "notice", "objected", "posted",
+                                             "rejected"]))
+def claims_list(programme: str, status: str | None) -> None:
+    """Claims of a programme, oldest first."""
+    with _refusals():
+        rows = list_claims(_engine(), programme, status)
+    for claim in rows:
+        click.echo(f"{claim.id}\t{claim.status}\t{claim.member}\t{claim.rule}\t"
+                   f"{claim.points:+d}\tproposed by {claim.proposer}\t{claim.memo}")
+
+
+@claims.command("post-due")
+@click.option("--programme", "-p", multiple=True, help="Programme code (default: every one).")
+def claims_post_due(programme: tuple[str, ...]) -> None:
+    """Post approved claims whose notice window passed without an open objection."""
+    with _refusals():
+        engine = _engine()
+        codes = list(programme) or [info.code for info in list_programmes(engine)]
+        for code in codes:
+            outcomes = post_due(engine, code)
+            for outcome in outcomes:
+                click.echo(f"{code}: {describe(outcome)}")
+            click.echo(f"{code}: {sum(o.status == 'posted' for o in outcomes)} claims posted")
+
+
 def _balance_table(rows: list[AccountBalance]) -> str:
     width = max((len(row.account) for row in rows), default=7)
     lines = [f"{'account':<{width}}  {'kind':<6}  {'balance':>8}  {'score':>6}"]
@@ -164,9 +217,6 @@ def _balance_table(rows: list[AccountBalance]) -> str:
 
 
 # -- rules: catalog files (docs/RULES.md) -------------------------------------------------
-
-
-CLI_ACTOR = "system:cli"
 
 
 @main.group()

@@ -1,12 +1,14 @@
 """A small demo programme: one village, ten residents, a few weeks of points.
 
 Loaded by `jifen demo` (and `make run`) into an empty database so that a
-person can look at balances, the chain head and verification at once.
-Everything goes through the public ledger functions, as real use would.
+person can look at balances, rules, claims and verification at once.
+Everything goes through the public services (catalog import, awards,
+claims, reversal), as real use would, so the demo is also a smoke test.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,15 +16,23 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from ledger import errors
-from ledger.accounts import ISSUANCE, PENALTY, member_account
-from ledger.chain import Draft, Posting, append_batch, reverse
+from ledger.awards import AwardRequest, award_sheet
+from ledger.catalogs import import_catalog, load_catalog, sample_catalog_path
+from ledger.chain import reverse
+from ledger.claims import approve
 from ledger.models import Programme
-from ledger.organisation import create_household, create_member, create_unit
+from ledger.organisation import create_household, create_member, create_unit, grant_role
 from ledger.programmes import create_programme
 from ledger.storage import read_transaction
 
 PROGRAMME = "xingfu-village"
-ORGANISER = "organiser:li-hua"
+TIME_ZONE = "Asia/Shanghai"
+OPERATOR = "system:demo"
+ORGANISER = "li-hua"
+"""李华, the village's points organiser: organiser on 幸福村."""
+REVIEWER = "zhao-gang"
+"""赵刚, of the town office: reviewer on 清水镇 (approves claims)."""
+CATALOGS = ("community-24", "village-rules", "volunteer-hours", "hazard-reports")
 
 UNITS = [
     ("qingshui-town", "清水镇", "town", None),
@@ -50,27 +60,32 @@ MEMBERS = [
     ("m-liu-yang", "刘洋", "h-liu"),
     ("m-liu-xiaohong", "刘晓红", "h-liu"),
 ]
-# (days ago, member, points, what happened); negative points are deductions (扣分).
+# (days ago, member, rule, quantity, memo, with evidence)
 ACTIVITIES = [
-    (20, "m-zhang-wei", 5, "参加村民代表大会 (attended the villagers' meeting)"),
-    (20, "m-wang-fang", 5, "参加村民代表大会 (attended the villagers' meeting)"),
-    (20, "m-li-na", 5, "参加村民代表大会 (attended the villagers' meeting)"),
-    (20, "m-chen-jie", 5, "参加村民代表大会 (attended the villagers' meeting)"),
-    (15, "m-zhang-xiuying", 10, "志愿服务 2 小时: 清扫村道 (2 hours volunteering: swept the lanes)"),
-    (15, "m-liu-yang", 10, "志愿服务 2 小时: 清扫村道 (2 hours volunteering: swept the lanes)"),
-    (12, "m-li-qiang", 8, "庭院整洁 (tidy courtyard, monthly inspection)"),
-    (12, "m-zhao-min", 8, "庭院整洁 (tidy courtyard, monthly inspection)"),
-    (12, "m-chen-jing", -5, "垃圾未分类 (rubbish not sorted)"),
-    (9, "m-liu-xiaohong", 20, "上报安全隐患, 已核实 (reported a hazard, confirmed)"),
-    (7, "m-zhang-wei", 15, "带头发展庭院经济 (led a courtyard-economy project)"),
-    (5, "m-wang-fang", -10, "大操大办宴席 (an over-sized banquet, against the village rules)"),
-    (3, "m-li-na", 6, "参加环境整治活动 (joined the clean-up day)"),
-    (3, "m-chen-jie", 6, "参加环境整治活动 (joined the clean-up day)"),
+    (20, "m-zhang-wei", "meeting.residents-assembly", None, "村民代表大会签到", False),
+    (20, "m-wang-fang", "meeting.residents-assembly", None, "村民代表大会签到", False),
+    (20, "m-li-na", "meeting.residents-assembly", None, "村民代表大会签到", False),
+    (20, "m-chen-jie", "meeting.residents-assembly", None, "村民代表大会签到", False),
+    (15, "m-zhang-xiuying", "activity.volunteer-service", 120, "清扫村道 2 小时", False),
+    (15, "m-liu-yang", "activity.volunteer-service", 150, "清扫村道 2.5 小时", False),
+    (12, "m-li-qiang", "village.tidy-courtyard", None, "月度庭院检查", False),
+    (12, "m-zhao-min", "village.tidy-courtyard", None, "月度庭院检查", False),
+    (9, "m-liu-xiaohong", "hazard.confirmed-report", None, "随手拍: 村口路灯损坏, 已核实", True),
+    (3, "m-li-na", "activity.cleanup", None, "环境整治日", False),
+    (3, "m-chen-jie", "activity.cleanup", None, "环境整治日", False),
+]
+# Deductions need a second person: proposed by the organiser, approved by the reviewer.
+DEDUCTIONS = [
+    (12, "m-chen-jing", "village.garbage-unsorted", "垃圾未分类, 第二次提醒后仍未改正"),
+    (5, "m-wang-fang", "village.banquet-oversized", "升学宴超过规定桌数"),
+]
+PENDING = [
+    (2, "m-zhang-wei", "development.industry-lead", "带头成立葡萄种植合作社 (awaiting review)"),
 ]
 
 
 def load_demo(engine: Engine, now: datetime | None = None) -> str:
-    """Create the demo programme and post its entries; returns the programme code.
+    """Create the demo programme, its rules, people and a few weeks of entries.
 
     Raises `DatabaseNotEmpty` if any programme exists: the demo never mixes
     into real data.
@@ -82,39 +97,49 @@ def load_demo(engine: Engine, now: datetime | None = None) -> str:
             f"the database already holds {programmes} programme(s); the demo loads only into "
             "an empty database (point JIFEN_DATABASE_URL at a new file to try it)"
         )
-    zone = ZoneInfo("Asia/Shanghai")
+    zone = ZoneInfo(TIME_ZONE)
     now = now or datetime.now(zone)
-    create_programme(engine, PROGRAMME, "幸福村积分制 (Xingfu village points)", "Asia/Shanghai")
+    create_programme(engine, PROGRAMME, "幸福村积分制 (Xingfu village points)", TIME_ZONE)
     for code, name, kind, parent in UNITS:
         create_unit(engine, PROGRAMME, code, name, kind, parent)
     for code, name, unit in HOUSEHOLDS:
         create_household(engine, PROGRAMME, code, name, unit)
     for code, name, household in MEMBERS:
         create_member(engine, PROGRAMME, code, name, household)
+    grant_role(engine, PROGRAMME, ORGANISER, "organiser", "xingfu")
+    grant_role(engine, PROGRAMME, REVIEWER, "reviewer", "qingshui-town")
+    for name in CATALOGS:
+        import_catalog(engine, PROGRAMME, load_catalog(sample_catalog_path(name)), OPERATOR)
 
-    drafts = []
-    for number, (days_ago, member, points, memo) in enumerate(ACTIVITIES, start=1):
-        occurred_at = (now - timedelta(days=days_ago)).replace(hour=9, minute=30, second=0,
-                                                               microsecond=0)
-        source = ISSUANCE if points > 0 else PENALTY
-        drafts.append(
-            Draft(
-                kind="award" if points > 0 else "deduction",
-                postings=[Posting(member_account(member), points), Posting(source, -points)],
-                actor=ORGANISER,
-                occurred_at=occurred_at,
-                memo=memo,
-                idempotency_key=f"demo-{number:04d}",
-            )
-        )
-    appended = append_batch(engine, PROGRAMME, drafts)
-    mistaken = appended[-1].entry.seq
+    def morning(days_ago: int) -> datetime:
+        return (now - timedelta(days=days_ago)).replace(hour=9, minute=30, second=0,
+                                                        microsecond=0)
+
+    def evidence(text: str) -> str:
+        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    sheet = [
+        AwardRequest(member, rule, quantity, morning(days), evidence(memo) if with_evidence
+                     else None, memo, f"demo-sheet:{number}")
+        for number, (days, member, rule, quantity, memo, with_evidence) in enumerate(ACTIVITIES)
+    ]
+    proposals = [
+        AwardRequest(member, rule, None, morning(days), evidence(memo), memo, f"demo-claim:{n}")
+        for n, (days, member, rule, memo) in enumerate(DEDUCTIONS + PENDING)
+    ]
+    outcomes = award_sheet(engine, PROGRAMME, sheet + proposals, actor=ORGANISER)
+    refused = [outcome for outcome in outcomes if outcome.error is not None]
+    if refused:
+        raise refused[0].error
+    for outcome in outcomes[len(sheet): len(sheet) + len(DEDUCTIONS)]:
+        approve(engine, PROGRAMME, outcome.claim_id, reviewer=REVIEWER)
+    mistaken = outcomes[len(ACTIVITIES) - 1].entry.seq
     reverse(
         engine,
         PROGRAMME,
         mistaken,
         actor=ORGANISER,
         memo="录入错误: 陈杰当天未到场 (entered by mistake: Chen Jie was not there)",
-        idempotency_key="demo-reversal-0001",
+        idempotency_key="demo-reversal:0",
     )
     return PROGRAMME
