@@ -39,6 +39,7 @@ from ledger.chain import (
     Prepared,
     RuleRef,
     append_batch,
+    check_client_key,
 )
 from ledger.entry_format import format_timestamp
 from ledger.models import Account, Claim, Member, RuleVersion
@@ -217,6 +218,7 @@ def award_sheet(
         context = PlanningContext(connection, programme_info, actor)
         for index, request in enumerate(requests):
             try:
+                check_client_key(request.idempotency_key)
                 plans[index] = context.plan(request, now)
             except errors.LedgerError as error:
                 outcomes[index] = Outcome("refused", request, error=error)

@@ -52,6 +52,10 @@ MAX_METADATA_BYTES = 16_384
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future `occurred_at` may be, to allow for unsynchronised clocks."""
 
+RESERVED_KEY_PREFIXES = ("claim:", "rule:", "expiry:")
+"""Idempotency keys the ledger's own services use; a client may not send them, or a
+client's entry could take the key a later claim, rule change or expiry needs."""
+
 KINDS = frozenset(
     {
         "award",
@@ -271,8 +275,10 @@ def reverse(
 
     The reversal names what it reverses (`reverses`), and an entry can be
     reversed once. Raises `UnknownEntry`, `NotReversible` (a reversal or an
-    admin entry), `AlreadyReversed`, `IdempotencyConflict`, `InvalidEntry`.
+    admin entry), `AlreadyReversed`, `IdempotencyConflict`, `InvalidEntry`
+    (also for a reserved idempotency key).
     """
+    check_client_key(idempotency_key)
     original = get_entry(engine, programme, seq)
     if original.kind in NOT_REVERSIBLE_KINDS:
         raise errors.NotReversible(
@@ -289,6 +295,16 @@ def reverse(
     )
     prepared = _prepare(draft, datetime.now(UTC), 0, reverses=seq, reversed_kind=original.kind)
     return _post(engine, programme, [prepared], _refuse_second_reversal, None)[0]
+
+
+def check_client_key(key: str | None) -> None:
+    """Refuse a client's idempotency key that a ledger service reserves (`InvalidEntry`)."""
+    if isinstance(key, str) and key.startswith(RESERVED_KEY_PREFIXES):
+        raise errors.InvalidEntry(
+            f"idempotency keys starting with {', '.join(RESERVED_KEY_PREFIXES)} are reserved "
+            "for the ledger's own use",
+            field="idempotency_key",
+        )
 
 
 def head(engine: Engine, programme: str) -> Head:

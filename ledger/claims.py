@@ -327,5 +327,14 @@ def _post(engine: Engine, programme: ProgrammeInfo, claim: ClaimInfo,
         _move(connection, programme, claim.id, from_statuses, entry_seq=entries[0].seq,
               **values)
 
-    return post_plans(engine, programme, [(claim.id, plan)], actor=claim.proposer,
-                      approver=approver, after_write=record)[0]
+    try:
+        return post_plans(engine, programme, [(claim.id, plan)], actor=claim.proposer,
+                          approver=approver, after_write=record)[0]
+    except errors.IdempotencyConflict:
+        # Another reviewer posted the claim (key `claim:<id>`) since our status check.
+        with read_transaction(engine) as connection:
+            status = _load(connection, programme, claim.id).status
+        if status in from_statuses:
+            raise
+        raise ClaimNotOpen(f"claim {claim.id} is {status} (another decision came first)",
+                           claim=claim.id, status=status) from None

@@ -285,3 +285,12 @@ def test_programme_codes_and_time_zones_are_checked(engine):
     create_programme(engine, "tz-ok", "x")
     with pytest.raises(errors.AlreadyExists):
         create_programme(engine, "tz-ok", "x")
+
+
+def test_reserved_idempotency_keys_are_refused_for_clients(village):
+    original = award(village, 0, 4).entry
+    with pytest.raises(errors.InvalidEntry) as refused:
+        reverse(village.engine, village.code, original.seq, actor="organiser:test",
+                memo="mistake", idempotency_key="claim:1")
+    assert refused.value.details["field"] == "idempotency_key"
+    assert head(village.engine, village.code).size == 1
