@@ -247,9 +247,11 @@ def append_batch(
 ) -> list[Appended | None]:
     """Post many entries in one transaction, in order; all or nothing.
 
-    Results are in the order of `drafts`; a draft the guard left out gives None. Raises as `append` does, for the
-    first draft that is wrong, and `InvalidEntry` for more than
-    `MAX_BATCH_ENTRIES` drafts or a key repeated with other content.
+    Results are in the order of `drafts`; a draft the guard left out gives
+    None. Raises as `append` does, for the first draft that is wrong (its
+    position is `details['index']`); `InvalidEntry` for more than
+    `MAX_BATCH_ENTRIES` drafts or a key given twice for the same content;
+    `IdempotencyConflict` for a key given twice for different content.
     """
     if len(drafts) > MAX_BATCH_ENTRIES:
         raise errors.InvalidEntry(
