@@ -8,6 +8,7 @@ claims, reversal), as real use would, so the demo is also a smoke test.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from ledger.awards import AwardRequest, award_sheet
 from ledger.catalogs import import_catalog, load_catalog, sample_catalog_path
 from ledger.chain import reverse
 from ledger.claims import approve
+from ledger.keys import create_key
 from ledger.models import Programme
 from ledger.organisation import create_household, create_member, create_unit, grant_role
 from ledger.programmes import create_programme
@@ -32,6 +34,22 @@ ORGANISER = "li-hua"
 """李华, the village's points organiser: organiser on 幸福村."""
 REVIEWER = "zhao-gang"
 """赵刚, of the town office: reviewer on 清水镇 (approves claims)."""
+ADMIN = "wu-min"
+"""吴敏, programme administrator on 清水镇 (rules, people, keys)."""
+AUDITOR = "sun-li"
+"""孙丽, of the town finance office: auditor on 清水镇 (reads everything, changes nothing)."""
+RESIDENT = "m-li-na"
+"""李娜, a resident, with a member key: reads her own balance and statement."""
+
+DEMO_KEYS = [
+    # (kind, principal, label, prefix): the secret is derived from the label, so the demo's
+    # credentials are the same on every machine. Never use these outside the demo.
+    ("staff", ORGANISER, "demo organiser", "demoorgani"),
+    ("staff", REVIEWER, "demo reviewer", "demoreview"),
+    ("staff", ADMIN, "demo admin", "demoadmina"),
+    ("staff", AUDITOR, "demo auditor", "demoauditr"),
+    ("member", RESIDENT, "demo resident", "demoreside"),
+]
 CATALOGS = ("community-24", "village-rules", "volunteer-hours", "hazard-reports")
 
 UNITS = [
@@ -84,6 +102,18 @@ PENDING = [
 ]
 
 
+def demo_secret(label: str) -> str:
+    """The fixed secret of a demo key: 43 URL-safe characters derived from its label."""
+    return base64.urlsafe_b64encode(hashlib.sha256(f"jifen-demo:{label}".encode()).digest()
+                                    ).decode().rstrip("=")
+
+
+def demo_credentials() -> list[tuple[str, str, str]]:
+    """(who, role, API key) for each demo key, to print for a person trying the demo."""
+    return [(principal, label.removeprefix("demo "), f"jf_{prefix}_{demo_secret(label)}")
+            for _, principal, label, prefix in DEMO_KEYS]
+
+
 def load_demo(engine: Engine, now: datetime | None = None) -> str:
     """Create the demo programme, its rules, people and a few weeks of entries.
 
@@ -108,6 +138,11 @@ def load_demo(engine: Engine, now: datetime | None = None) -> str:
         create_member(engine, PROGRAMME, code, name, household)
     grant_role(engine, PROGRAMME, ORGANISER, "organiser", "xingfu")
     grant_role(engine, PROGRAMME, REVIEWER, "reviewer", "qingshui-town")
+    grant_role(engine, PROGRAMME, ADMIN, "admin", "qingshui-town")
+    grant_role(engine, PROGRAMME, AUDITOR, "auditor", "qingshui-town")
+    for kind, principal, label, prefix in DEMO_KEYS:
+        create_key(engine, kind=kind, principal=principal, label=label, programme=PROGRAMME,
+                   prefix=prefix, secret=demo_secret(label))
     for name in CATALOGS:
         import_catalog(engine, PROGRAMME, load_catalog(sample_catalog_path(name)), OPERATOR)
 

@@ -282,3 +282,37 @@ class Objection(Base):
     status: Mapped[str] = mapped_column(String(16))
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[str | None] = mapped_column(String(32))
+
+
+class ApiKey(Base):
+    """A credential for the HTTP API; only a SHA-256 of its secret is kept.
+
+    `kind` says whom it speaks for: `staff` (a principal whose roles come from
+    grants), `member` (a resident, who reads only their own data), `shop`, or
+    `operator` (the installation's operator, every role, no programme).
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("programmes.id"))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    principal: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[str] = mapped_column(String(32))
+    revoked_at: Mapped[str | None] = mapped_column(String(32))
+
+
+class IdempotencyRecord(Base):
+    """The response an API write gave, kept so a retry with the same key gets it again."""
+
+    __tablename__ = "idempotency_records"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(32))

@@ -265,3 +265,28 @@ def subtrees_of(connection: Connection, programme_id: int, principal: str, role:
 def within(path: str, subtrees: list[str]) -> bool:
     """Is the unit at `path` inside one of `subtrees`?"""
     return any(path.startswith(subtree) for subtree in subtrees)
+
+
+def principal_roles(engine: Engine, programme: str, principal: str) -> dict[str, list[str]]:
+    """Role -> unit paths on which `principal` holds it (every role on `/` for system actors)."""
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        return {
+            role: paths
+            for role in sorted(ROLES)
+            if (paths := subtrees_of(connection, programme_info.id, principal, role))
+        }
+
+
+def member_record(engine: Engine, programme: str, code: str) -> MemberRecord:
+    """`find_member` in a transaction of its own; raises `UnknownMember`."""
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        return find_member(connection, programme_info.id, code)
+
+
+def unit_path_of(engine: Engine, programme: str, code: str) -> str:
+    """`unit_path` in a transaction of its own; raises `UnknownUnit`."""
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        return unit_path(connection, programme_info.id, code)

@@ -1,0 +1,184 @@
+"""RFC 9457 problem details: the one place refusals become HTTP responses.
+
+Every error response is `application/problem+json`:
+
+    {"type": "/problems/over_cap", "title": "Over cap", "status": 422,
+     "code": "over_cap", "detail": "<what was wrong, for a person>",
+     "instance": "/programmes/x/awards", "request_id": "...", ...details}
+
+`code` is stable and machine-readable (clients branch on it); `detail` is
+for people. Validation errors add `errors: [{"field": "lines[3].member",
+"message": ...}]`. No stack trace ever reaches a client: an unexpected
+exception is logged with its request id and answered with a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, json, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from ledger import errors
+
+log = logging.getLogger("api")
+
+STATUS_BY_CODE: dict[str, int] = {
+    # 400: the request itself is malformed
+    "bad_request": 400,
+    "invalid_json": 400,
+    "invalid_cursor": 400,
+    "invalid_idempotency_key": 400,
+    # 401, 403: who you are, and what you may do
+    "unauthenticated": 401,
+    "invalid_key": 401,
+    "forbidden": 403,
+    "not_in_scope": 403,
+    "role_not_allowed": 403,
+    "same_person": 403,
+    # 404
+    "not_found": 404,
+    "unknown_programme": 404,
+    "unknown_unit": 404,
+    "unknown_household": 404,
+    "unknown_member": 404,
+    "unknown_account": 404,
+    "unknown_entry": 404,
+    "unknown_rule": 404,
+    "unknown_claim": 404,
+    "unknown_grant": 404,
+    "method_not_allowed": 405,
+    # 409: conflicts with the current state; a retry as-is will not help
+    "idempotency_conflict": 409,
+    "already_exists": 409,
+    "already_reversed": 409,
+    "claim_not_open": 409,
+    "rule_changed": 409,
+    "database_not_empty": 409,
+    "request_in_progress": 409,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    # 422: well-formed, but the rules refuse it
+    "validation_error": 422,
+    "invalid_entry": 422,
+    "invalid_amount": 422,
+    "unbalanced_postings": 422,
+    "unknown_kind": 422,
+    "invalid_quantity": 422,
+    "invalid_rule": 422,
+    "invalid_catalog": 422,
+    "invalid_sheet": 422,
+    "invalid_expiry_policy": 422,
+    "over_cap": 422,
+    "cooldown_active": 422,
+    "rule_not_in_force": 422,
+    "rule_out_of_scope": 422,
+    "evidence_required": 422,
+    "not_reversible": 422,
+    "notice_closed": 422,
+    # 503: try again shortly
+    "storage_busy": 503,
+}
+
+
+class ApiProblem(Exception):
+    """A refusal raised by the API layer itself (not by `ledger`)."""
+
+    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+def problem(code: str, detail: str, status: int | None = None, **extra: Any) -> Response:
+    status = status or STATUS_BY_CODE.get(code, 400)
+    body = {
+        "type": f"/problems/{code}",
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "instance": request.path,
+        "request_id": getattr(g, "request_id", None),
+    }
+    body.update({key: value for key, value in extra.items() if key not in body})
+    response = Response(json.dumps(body, ensure_ascii=False), status=status,
+                        mimetype="application/problem+json")
+    if status == 503:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def install(app: Flask) -> None:
+    """Register the error handlers on `app`."""
+
+    @app.errorhandler(errors.LedgerError)
+    def ledger_refusal(error: errors.LedgerError) -> Response:
+        g.refusal_code = error.code
+        return problem(error.code, error.message, **_jsonable(error.details))
+
+    @app.errorhandler(ApiProblem)
+    def api_refusal(error: ApiProblem) -> Response:
+        g.refusal_code = error.code
+        return problem(error.code, error.detail, **error.extra)
+
+    @app.errorhandler(ValidationError)
+    def invalid_body(error: ValidationError) -> Response:
+        return validation_problem(error.normalized_messages())
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        messages = (getattr(error, "data", None) or {}).get("messages")
+        if error.code == 422 and messages:  # flask-smorest's webargs validation
+            return validation_problem(messages)
+        code = {
+            400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+            405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
+        }.get(error.code, "bad_request")
+        detail = error.description or error.name
+        if error.code == 400 and ("JSON" in detail or "JSON" in str(messages or "")):
+            code, detail = "invalid_json", "the request body is not valid JSON"
+        if error.code == 413:
+            detail = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return problem(code, detail, status=error.code if error.code < 500 else 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
+        return problem("internal_error", "an unexpected error occurred; it has been logged "
+                       "with this request id", status=500)
+
+
+def validation_problem(messages: Any) -> Response:
+    """422 with one `{field, message}` per problem, fields as paths (`lines[3].member`)."""
+    return problem("validation_error", "the request does not match its schema",
+                   errors=list(_flatten(messages)))
+
+
+def _flatten(messages: Any, path: str = "") -> Any:
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key in ("json", "query", "form", "files", "headers", "view_args") and not path:
+                yield from _flatten(value, "")
+                continue
+            if isinstance(key, int):
+                child = f"{path}[{key}]"
+            else:
+                child = f"{path}.{key}" if path else str(key)
+            yield from _flatten(value, child)
+    elif isinstance(messages, list) and all(isinstance(item, str) for item in messages):
+        for message in messages:
+            yield {"field": path or None, "message": message}
+    elif isinstance(messages, list):
+        for item in messages:
+            yield from _flatten(item, path)
+    else:
+        yield {"field": path or None, "message": str(messages)}
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    return {key: value if isinstance(value, (str, int, float, bool, type(None), list, dict))
+            else str(value) for key, value in details.items()}
