@@ -1,4 +1,4 @@
-"""The `jifen` command line.
+"""The `jifen` command line (the HTTP server's `jifen serve` is added by `api.cli`).
 
 Every command reads the database URL from `JIFEN_DATABASE_URL` (default a
 SQLite file under ./var/). A refusal prints `error: <code>: <message>` on

@@ -1,0 +1,46 @@
+"""`jifen serve`: the HTTP API under gunicorn, added to the `jifen` command of `ledger.cli`.
+
+The console script points here, so `ledger` never imports `api`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+import api
+from ledger.cli import _engine, _refusals, main
+from ledger.demo import PROGRAMME as DEMO_PROGRAMME
+from ledger.demo import demo_credentials
+from ledger.programmes import list_programmes
+
+__all__ = ["main"]
+
+
+@main.command()
+@click.option("--bind", default=None, help="host:port (default JIFEN_BIND or 127.0.0.1:8000).")
+@click.option("--workers", type=int, default=None, help="gunicorn workers (default 2 x cores + 1).")
+def serve(bind: str | None, workers: int | None) -> None:
+    """Start the HTTP API under gunicorn; print its URL and, with the demo loaded, its keys."""
+    if bind:
+        os.environ["JIFEN_BIND"] = bind
+    if workers:
+        os.environ["JIFEN_WORKERS"] = str(workers)
+    address = os.environ.get("JIFEN_BIND", "127.0.0.1:8000")
+    with _refusals():
+        engine = _engine()
+        demo_loaded = any(info.code == DEMO_PROGRAMME for info in list_programmes(engine))
+        engine.dispose()
+    click.echo(f"jifen-ledger API on http://{address}  (docs: http://{address}/docs)")
+    if demo_loaded:
+        click.echo(f"demo programme {DEMO_PROGRAMME!r}; demo API keys (Authorization: Bearer …):")
+        for who, role, key in demo_credentials():
+            click.echo(f"  {role:<10} {who:<10} {key}")
+        click.echo(f"  try: curl -H 'Authorization: Bearer {demo_credentials()[0][2]}' "
+                   f"http://{address}/programmes/{DEMO_PROGRAMME}/head")
+    config = Path(api.__file__).resolve().parent / "gunicorn.conf.py"
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    os.execv(str(gunicorn), [str(gunicorn), "-c", str(config), "api.app:create_app()"])
