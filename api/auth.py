@@ -84,7 +84,8 @@ def require_staff(programme: str, roles: Iterable[str], unit_path: str | None = 
         paths = held.get(role, [])
         if paths and (unit_path is None or within(unit_path, paths)):
             return caller
-    where = "" if unit_path is None else f" on a unit holding {unit_path.strip('/').split('/')[-1]!r}"
+    unit = unit_path.strip("/").split("/")[-1] if unit_path else None
+    where = "" if unit is None else f" on a unit holding {unit!r}"
     raise ApiProblem("forbidden", f"{caller.holder.principal!r} needs the role "
                      f"{' or '.join(roles)}{where}", needed_roles=list(roles))
 

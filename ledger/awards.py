@@ -243,8 +243,8 @@ def award_sheet(
                                       plan.postings, claim_id=claim_id)
     to_post = [(i, plan) for i, plan in sorted(plans.items()) if i not in to_propose]
     if to_post:
-        for (index, plan), outcome in zip(to_post, post_plans(engine, programme_info, to_post,
-                                                              actor)):
+        for (index, _), outcome in zip(to_post, post_plans(engine, programme_info, to_post, actor),
+                                       strict=True):
             outcomes[index] = outcome
     return outcomes
 
@@ -260,7 +260,7 @@ def post_plans(
     """Post planned requests in one transaction; caps are checked under the chain lock."""
     refusals: dict[int, errors.LedgerError] = {}
     drafts = [plan.draft(actor, approver) for _, plan in plans]
-    plan_of_draft = {id(draft): plan for draft, (_, plan) in zip(drafts, plans)}
+    plan_of_draft = {id(draft): plan for draft, (_, plan) in zip(drafts, plans, strict=True)}
     position_of_draft = {id(draft): position for position, draft in enumerate(drafts)}
 
     def guard(connection: Connection, programme: ProgrammeInfo, fresh: Sequence[Prepared]):
@@ -276,7 +276,7 @@ def post_plans(
 
     results = append_batch(engine, programme.code, drafts, guard=guard, after_write=after_write)
     outcomes = []
-    for position, ((_, plan), appended) in enumerate(zip(plans, results)):
+    for position, ((_, plan), appended) in enumerate(zip(plans, results, strict=True)):
         if appended is None:
             outcomes.append(Outcome("refused", plan.request, plan.points, plan.rule_ref,
                                     plan.postings, error=refusals[position]))
@@ -578,3 +578,65 @@ def describe(outcome: Outcome) -> dict[str, Any]:
     if outcome.error is not None:
         data["error"] = {"code": outcome.error.code, "message": outcome.error.message}
     return data
+
+
+REVERSING_ROLES = ("reviewer", "admin")
+"""Who may reverse an award or deduction: a second look, as for approving a claim."""
+
+
+def reverse_award(
+    engine: Engine,
+    programme: str,
+    seq: int,
+    *,
+    actor: str,
+    memo: str,
+    idempotency_key: str | None = None,
+):
+    """Undo an award or deduction that should not have posted (wrong member, entered twice).
+
+    A reversal moves points without a rule to check it, so it is not left to
+    whoever awards: the actor must hold `reviewer` or `admin` on subtrees
+    holding every member account the entry posts to. Only awards and
+    deductions are reversed here; vouchers, settlements and expiry belong to
+    their own services, which decide who may undo them. The reversal names
+    what it reverses and says why (`memo`); a retry with the same
+    `idempotency_key` returns the first reversal (`Appended.created` False).
+
+    Raises `UnknownEntry`, `NotReversible` (not an award or deduction),
+    `NotInScope`, `AlreadyReversed`, `IdempotencyConflict`, `InvalidEntry`
+    (no memo, or a reserved idempotency key).
+    """
+    from ledger.chain import get_entry, reverse
+
+    check_client_key(idempotency_key)
+    if not isinstance(memo, str) or not memo.strip():
+        raise errors.InvalidEntry("say why the entry is reversed", field="memo")
+    original = get_entry(engine, programme, seq)
+    if original.kind not in ("award", "deduction"):
+        raise errors.NotReversible(
+            f"entry {seq} is a {original.kind} entry; only awards and deductions are reversed "
+            "this way", seq=seq, kind=original.kind,
+        )
+    accounts = [posting.account for posting in original.postings]
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        member_codes = connection.execute(
+            select(Member.code)
+            .join(Account, Account.member_id == Member.id)
+            .where(Account.programme_id == programme_info.id, Account.code.in_(accounts))
+            .order_by(Member.code)
+        ).scalars().all()
+        members = [find_member(connection, programme_info.id, code) for code in member_codes]
+        subtrees = [path for role in REVERSING_ROLES
+                    for path in subtrees_of(connection, programme_info.id, actor, role)]
+    outside = [member for member in members if not within(member.unit_path, subtrees)]
+    if outside or not subtrees:
+        where = f" for unit {outside[0].unit!r}" if outside else ""
+        raise NotInScope(
+            f"{actor!r} may not reverse entry {seq}: it needs the role "
+            f"{' or '.join(REVERSING_ROLES)}{where}",
+            actor=actor, seq=seq, members=[member.code for member in outside],
+        )
+    return reverse(engine, programme, seq, actor=actor, memo=memo,
+                   idempotency_key=idempotency_key)

@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import errors
@@ -36,9 +36,11 @@ from ledger.accounts import AccountRef, resolve_accounts
 from ledger.canonical import CanonicalError, check_plain_json, encode_plain
 from ledger.entry_format import entry_bytes, entry_hash, format_timestamp
 from ledger.merkle import Frontier
-from ledger.models import Account, Balance, ChainHead, Entry as EntryRow, Posting as PostingRow
+from ledger.models import Account, Balance, ChainHead
+from ledger.models import Entry as EntryRow
+from ledger.models import Posting as PostingRow
 from ledger.programmes import ProgrammeInfo, get_programme
-from ledger.storage import read_transaction, write_transaction
+from ledger.storage import insert_rows, read_transaction, write_transaction
 
 MAX_POINTS = 2**53 - 1
 """Largest |amount|: canonical JSON numbers stay exact in every JSON parser."""
@@ -75,6 +77,29 @@ SCORE_KINDS = frozenset({"award", "deduction"})
 POSTING_FREE_KINDS = frozenset({"admin"})
 """Kinds that record a fact (a rule or key change) and move no points."""
 NOT_REVERSIBLE_KINDS = frozenset({"reversal", "admin"})
+
+# Statements of the append path, built once: SQLAlchemy then reuses their compiled SQL
+# without rebuilding a cache key on every append.
+_LOCK_HEAD = (
+    select(ChainHead.size, ChainHead.head_hash, ChainHead.frontier)
+    .where(ChainHead.programme_id == bindparam("programme_id"))
+    .with_for_update()
+)
+_MOVE_BALANCE = (
+    update(Balance)
+    .where(Balance.account_id == bindparam("account"))
+    .values(
+        balance_points=Balance.balance_points + bindparam("balance_delta"),
+        score_points=Balance.score_points + bindparam("score_delta"),
+    )
+)
+_MOVE_HEAD = (
+    update(ChainHead)
+    .where(ChainHead.programme_id == bindparam("programme"),
+           ChainHead.size == bindparam("old_size"))
+    .values(size=bindparam("new_size"), head_hash=bindparam("new_hash"),
+            frontier=bindparam("new_frontier"), updated_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -553,8 +578,8 @@ def _post(
 ) -> list[Appended | None]:
     if not prepared:
         return []
-    programme = get_programme(engine, programme_code)
     with write_transaction(engine) as connection:
+        programme = get_programme(connection, programme_code)
         accounts = resolve_accounts(
             connection,
             programme.id,
@@ -563,11 +588,7 @@ def _post(
         for item in prepared:
             item.accounts = [accounts[posting.account] for posting in item.draft.postings]
 
-        head_row = connection.execute(
-            select(ChainHead.size, ChainHead.head_hash, ChainHead.frontier)
-            .where(ChainHead.programme_id == programme.id)
-            .with_for_update()
-        ).one()
+        head_row = connection.execute(_LOCK_HEAD, {"programme_id": programme.id}).one()
 
         replays = _settle_idempotency(connection, programme, prepared)
         fresh_indexes = [index for index in range(len(prepared)) if index not in replays]
@@ -582,7 +603,7 @@ def _post(
     results: list[Appended | None] = [None] * len(prepared)
     for index, entry in replays.items():
         results[index] = Appended(entry, created=False)
-    for index, entry in zip(fresh_indexes, created):
+    for index, entry in zip(fresh_indexes, created, strict=True):
         results[index] = Appended(entry, created=True)
     return results
 
@@ -675,35 +696,32 @@ def _write(
     for item in fresh:
         draft = item.draft
         postings = tuple(draft.postings)
-        entry = Entry(
-            programme=programme.code,
-            seq=seq,
-            kind=draft.kind,
-            postings=postings,
-            actor=draft.actor,
-            occurred_at=item.occurred_at or recorded_at,
-            recorded_at=recorded_at,
-            evidence=draft.evidence,
-            memo=draft.memo,
-            metadata=item.metadata,
-            idempotency_key=draft.idempotency_key,
-            reverses=item.reverses,
-            rule=draft.rule,
-            approver=draft.approver,
-            prev_hash=prev_hash,
-            hash=b"",
+        occurred_at = item.occurred_at or recorded_at
+        rule = draft.rule.as_json() if draft.rule else None
+        leaf = entry_hash(
+            entry_bytes(
+                programme=programme.code, seq=seq, prev_hash=prev_hash, kind=draft.kind,
+                postings=[(posting.account, posting.points) for posting in postings],
+                actor=draft.actor, occurred_at=occurred_at, recorded_at=recorded_at,
+                evidence=draft.evidence, memo=draft.memo, metadata=item.metadata,
+                idempotency_key=draft.idempotency_key, reverses=item.reverses, rule=rule,
+                approver=draft.approver,
+            )
         )
-        leaf = entry_hash(entry.canonical_bytes())
-        entry = replace(entry, hash=leaf)
+        entries.append(
+            Entry(programme.code, seq, draft.kind, postings, draft.actor, occurred_at,
+                  recorded_at, draft.evidence, draft.memo, item.metadata,
+                  draft.idempotency_key, item.reverses, draft.rule, draft.approver, prev_hash,
+                  leaf)
+        )
         frontier.append(leaf)
-        entries.append(entry)
         entry_rows.append(
             {
                 "programme_id": programme.id,
                 "seq": seq,
                 "kind": draft.kind,
                 "actor": draft.actor,
-                "occurred_at": entry.occurred_at,
+                "occurred_at": occurred_at,
                 "recorded_at": recorded_at,
                 "evidence": draft.evidence,
                 "memo": draft.memo,
@@ -720,7 +738,7 @@ def _write(
             }
         )
         moves_score = item.moves_score
-        for position, (posting, account) in enumerate(zip(postings, item.accounts)):
+        for position, (posting, account) in enumerate(zip(postings, item.accounts, strict=True)):
             posting_rows.append(
                 {
                     "programme_id": programme.id,
@@ -738,26 +756,20 @@ def _write(
         seq += 1
 
     if posting_rows:
-        connection.execute(insert(PostingRow), posting_rows)
-    connection.execute(insert(EntryRow), entry_rows)
+        insert_rows(connection, PostingRow.__table__, posting_rows)
+    insert_rows(connection, EntryRow.__table__, entry_rows)
     if deltas:
         connection.execute(
-            update(Balance)
-            .where(Balance.account_id == bindparam("account"))
-            .values(
-                balance_points=Balance.balance_points + bindparam("balance_delta"),
-                score_points=Balance.score_points + bindparam("score_delta"),
-            ),
+            _MOVE_BALANCE,
             [
                 {"account": account_id, "balance_delta": delta[0], "score_delta": delta[1]}
                 for account_id, delta in deltas.items()
             ],
         )
     moved = connection.execute(
-        update(ChainHead)
-        .where(ChainHead.programme_id == programme.id, ChainHead.size == head_row.size)
-        .values(size=seq, head_hash=prev_hash, frontier=frontier.to_bytes(),
-                updated_at=recorded_at)
+        _MOVE_HEAD,
+        {"programme": programme.id, "old_size": head_row.size, "new_size": seq,
+         "new_hash": prev_hash, "new_frontier": frontier.to_bytes(), "now": recorded_at},
     ).rowcount
     if moved != 1:
         raise errors.IntegrityViolation(

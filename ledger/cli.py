@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from ledger import errors, migrations
 from ledger.awards import describe
 from ledger.catalogs import FORMATS, export_catalog, import_catalog, load_catalog
-from ledger.claims import list_claims, post_due
 from ledger.chain import head as read_head
+from ledger.claims import list_claims, post_due
 from ledger.demo import load_demo
 from ledger.expiry import expire as expire_lots
 from ledger.programmes import list_programmes

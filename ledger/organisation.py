@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import aliased
 
 from ledger import errors
 from ledger.accounts import insert_account, member_account
@@ -290,3 +291,190 @@ def unit_path_of(engine: Engine, programme: str, code: str) -> str:
     with read_transaction(engine) as connection:
         programme_info = get_programme(connection, programme)
         return unit_path(connection, programme_info.id, code)
+
+
+# -- lists and lookups for the HTTP API ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    code: str
+    name: str
+    kind: str
+    parent: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class HouseholdInfo:
+    code: str
+    name: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    id: int
+    principal: str
+    role: str
+    unit: str
+    unit_path: str
+    created_at: str
+    revoked_at: str | None
+
+
+def list_units(engine: Engine, programme: str, after: str | None = None,
+               limit: int | None = None) -> list[UnitInfo]:
+    """Units by code, those after `after` (a keyset page), at most `limit`.
+
+    Keyset rather than offset pages: a unit created while someone pages
+    through the list neither repeats nor hides another one. Raises
+    `UnknownProgramme`.
+    """
+    parent = aliased(Unit)
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        query = (
+            select(Unit.code, Unit.name, Unit.kind, parent.code, Unit.path)
+            .outerjoin(parent, parent.id == Unit.parent_id)
+            .where(Unit.programme_id == programme_info.id)
+            .order_by(Unit.code)
+        )
+        if after is not None:
+            query = query.where(Unit.code > after)
+        if limit is not None:
+            query = query.limit(limit)
+        return [UnitInfo(*row) for row in connection.execute(query)]
+
+
+def get_unit(engine: Engine, programme: str, code: str) -> UnitInfo:
+    """The unit `code`; raises `UnknownUnit`."""
+    parent = aliased(Unit)
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        row = connection.execute(
+            select(Unit.code, Unit.name, Unit.kind, parent.code, Unit.path)
+            .outerjoin(parent, parent.id == Unit.parent_id)
+            .where(Unit.programme_id == programme_info.id, Unit.code == code)
+        ).first()
+    if row is None:
+        raise errors.UnknownUnit(f"no unit {code!r}", unit=code)
+    return UnitInfo(*row)
+
+
+def list_households(engine: Engine, programme: str, after: str | None = None,
+                    limit: int | None = None) -> list[HouseholdInfo]:
+    """Households by code, those after `after`, at most `limit`; raises `UnknownProgramme`."""
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        query = (
+            select(Household.code, Household.name, Unit.code)
+            .join(Unit, Unit.id == Household.unit_id)
+            .where(Household.programme_id == programme_info.id)
+            .order_by(Household.code)
+        )
+        if after is not None:
+            query = query.where(Household.code > after)
+        if limit is not None:
+            query = query.limit(limit)
+        return [HouseholdInfo(*row) for row in connection.execute(query)]
+
+
+def get_household(engine: Engine, programme: str, code: str) -> HouseholdInfo:
+    """The household `code`; raises `UnknownHousehold`."""
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        row = connection.execute(
+            select(Household.code, Household.name, Unit.code)
+            .join(Unit, Unit.id == Household.unit_id)
+            .where(Household.programme_id == programme_info.id, Household.code == code)
+        ).first()
+    if row is None:
+        raise errors.UnknownHousehold(f"no household {code!r}", household=code)
+    return HouseholdInfo(*row)
+
+
+def list_members_within(engine: Engine, programme: str, subtrees: list[str] | None = None,
+                        after: str | None = None, limit: int | None = None) -> list[MemberInfo]:
+    """Members by code whose unit lies in one of `subtrees` (None: everyone), after `after`.
+
+    What a staff member may list is the members of the subtrees their roles
+    cover, so the filter runs in the query: a page is full even when most
+    members of the programme lie elsewhere. Paths are compared by prefix
+    with `substr`, not `LIKE`, because `_` is both a code character and a
+    `LIKE` wildcard. Raises `UnknownProgramme`.
+    """
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        query = (
+            select(Member.id, Member.code, Member.name, Household.code, Unit.code)
+            .join(Household, Household.id == Member.household_id)
+            .join(Unit, Unit.id == Member.unit_id)
+            .where(Member.programme_id == programme_info.id)
+            .order_by(Member.code)
+        )
+        if subtrees is not None:
+            query = query.where(or_(false(), *(
+                func.substr(Unit.path, 1, len(subtree)) == subtree for subtree in subtrees)))
+        if after is not None:
+            query = query.where(Member.code > after)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = connection.execute(query).all()
+    return [MemberInfo(*row, member_account(row[1])) for row in rows]
+
+
+def list_grants(engine: Engine, programme: str, principal: str | None = None,
+                include_revoked: bool = False) -> list[GrantInfo]:
+    """Grants by id (active ones unless `include_revoked`), of `principal` if given.
+
+    Raises `UnknownProgramme`.
+    """
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        query = (
+            select(Grant.id, Grant.principal, Grant.role, Unit.code, Unit.path,
+                   Grant.created_at, Grant.revoked_at)
+            .join(Unit, Unit.id == Grant.unit_id)
+            .where(Grant.programme_id == programme_info.id)
+            .order_by(Grant.id)
+        )
+        if principal is not None:
+            query = query.where(Grant.principal == principal)
+        if not include_revoked:
+            query = query.where(Grant.revoked_at.is_(None))
+        return [GrantInfo(*row) for row in connection.execute(query)]
+
+
+def get_grant(engine: Engine, programme: str, grant_id: int) -> GrantInfo:
+    """The grant `grant_id`, active or revoked; raises `UnknownGrant`."""
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        row = connection.execute(
+            select(Grant.id, Grant.principal, Grant.role, Unit.code, Unit.path,
+                   Grant.created_at, Grant.revoked_at)
+            .join(Unit, Unit.id == Grant.unit_id)
+            .where(Grant.programme_id == programme_info.id, Grant.id == grant_id)
+        ).first()
+    if row is None:
+        raise UnknownGrant(f"no grant {grant_id}", grant=grant_id)
+    return GrantInfo(*row)
+
+
+def grant_role_once(engine: Engine, programme: str, principal: str, role: str,
+                    unit: str) -> int:
+    """`grant_role`, refusing a role the principal already holds on that very unit.
+
+    Two active grants of one role on one unit would make revoking one look
+    like it worked while the other still gives the role. The check runs
+    before `grant_role`'s own transaction, so two identical grants racing
+    each other can still both land (a partial unique index on active grants
+    would close that). Raises `AlreadyExists` naming the active grant, and
+    what `grant_role` raises.
+    """
+    for held in list_grants(engine, programme, principal=principal):
+        if held.role == role and held.unit == unit:
+            raise errors.AlreadyExists(
+                f"{principal!r} already holds {role} on unit {unit!r} (grant {held.id})",
+                grant=held.id)
+    return grant_role(engine, programme, principal, role, unit)

@@ -10,10 +10,12 @@ its chain by `SELECT … FOR UPDATE` of the head row (see `ledger.chain`).
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import event
@@ -126,6 +128,32 @@ def translate_errors() -> Iterator[None]:
         if "append_only" in text:
             raise errors.AppendOnlyViolation(_trigger_message(text)) from error
         raise
+
+
+def insert_rows(connection: Connection, table: sqlalchemy.Table,
+                rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows through the driver's executemany, skipping SQLAlchemy's per-row work.
+
+    The statement is compiled once per dialect and table; each row must have
+    exactly the table's columns as keys. Errors still surface as SQLAlchemy
+    exceptions, so `translate_errors` handles them as for any statement.
+    """
+    if not rows:
+        return
+    key = (connection.dialect.name, table.name)
+    compiled = _COMPILED_INSERTS.get(key)
+    if compiled is None:
+        columns = [column.name for column in table.columns]
+        statement = sqlalchemy.insert(table).compile(dialect=connection.dialect,
+                                                     column_keys=columns)
+        order = statement.positiontup
+        compiled = (statement.string, operator.itemgetter(*order) if order else None)
+        _COMPILED_INSERTS[key] = compiled
+    sql, as_tuple = compiled
+    connection.exec_driver_sql(sql, [as_tuple(row) for row in rows] if as_tuple else rows)
+
+
+_COMPILED_INSERTS: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
 def _integrity_error(error: IntegrityError) -> errors.LedgerError:

@@ -16,7 +16,14 @@ from marshmallow import fields, validate
 from api.auth import engine, require_staff
 from api.idempotency import idempotent, ledger_key
 from api.problems import ApiProblem
-from api.schemas import CODE, EntrySchema, RefusalSchema, PostingSchema, RequestSchema, RuleRefSchema
+from api.schemas import (
+    CODE,
+    EntrySchema,
+    PostingSchema,
+    RefusalSchema,
+    RequestSchema,
+    RuleRefSchema,
+)
 from ledger import sheets
 from ledger.awards import AwardRequest, Outcome, award_sheet
 from ledger.programmes import get_programme
@@ -134,7 +141,7 @@ def post_award_sheet(programme: str, dry_run: bool):
     readable = [line for line in parsed if line.error is None]
     requests = [_with_key(line.request, f"{base_key}:{line.number}") for line in readable]
     outcomes = award_sheet(engine(), programme, requests, actor=caller.actor, dry_run=dry_run)
-    by_number = {line.number: outcome for line, outcome in zip(readable, outcomes)}
+    by_number = {line.number: outcome for line, outcome in zip(readable, outcomes, strict=True)}
     lines = []
     for line in parsed:
         if line.error is not None:

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from ledger.cli import main
 from ledger.chain import head as read_head
+from ledger.cli import main
 from ledger.demo import PROGRAMME
 from ledger.storage import create_engine
 

@@ -22,7 +22,8 @@ from sqlalchemy.exc import DBAPIError
 from ledger import errors
 from ledger.accounts import ISSUANCE, PENALTY
 from ledger.chain import Posting, append, head, reverse
-from ledger.models import Account, Balance, ChainHead, Entry, Posting as PostingRow
+from ledger.models import Account, Balance, ChainHead, Entry
+from ledger.models import Posting as PostingRow
 from ledger.programmes import get_programme
 from ledger.storage import write_transaction
 from ledger.verify import verify_chain

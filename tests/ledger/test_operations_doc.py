@@ -65,7 +65,8 @@ def test_the_service_works_under_the_documented_role_and_cannot_rewrite(app_role
                       "DELETE FROM postings",
                       "TRUNCATE entries CASCADE",
                       "DROP TRIGGER entries_append_only ON entries"):
-        with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied|must be owner"):
+        refused = "permission denied|must be owner"
+        with pytest.raises(sqlalchemy.exc.ProgrammingError, match=refused):
             with app_engine.begin() as connection:
                 connection.execute(text(statement))
     with pytest.raises(errors.AppendOnlyViolation):  # the owner is stopped by the triggers
