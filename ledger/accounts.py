@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 
 from ledger import errors
@@ -60,6 +60,12 @@ def insert_account(
     return account_id
 
 
+_RESOLVE = select(Account.id, Account.code, Account.kind).where(
+    Account.programme_id == bindparam("programme_id"),
+    Account.code.in_(bindparam("codes", expanding=True)),
+)
+
+
 def resolve_accounts(
     connection: Connection, programme_id: int, codes: Iterable[str], missing_ok: bool = False
 ) -> dict[str, AccountRef]:
@@ -69,11 +75,7 @@ def resolve_accounts(
     chunk_size = 500
     for start in range(0, len(wanted), chunk_size):
         chunk = wanted[start : start + chunk_size]
-        rows = connection.execute(
-            select(Account.id, Account.code, Account.kind).where(
-                Account.programme_id == programme_id, Account.code.in_(chunk)
-            )
-        )
+        rows = connection.execute(_RESOLVE, {"programme_id": programme_id, "codes": chunk})
         for account_id, code, kind in rows:
             found[code] = AccountRef(account_id, code, kind)
     if not missing_ok:

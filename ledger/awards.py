@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, select
+from sqlalchemy import and_, bindparam, exists, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
@@ -390,9 +390,7 @@ def _check_limits(
     rule = plan.rule
     if check_version:
         newest = connection.execute(
-            select(func.max(RuleVersion.version)).where(
-                RuleVersion.programme_id == programme.id, RuleVersion.code == rule.code
-            )
+            _NEWEST_VERSION, {"programme_id": programme.id, "code": rule.code}
         ).scalar_one()
         if newest != plan.newest_version:
             return RuleChanged(f"rule {rule.code!r} changed to version {newest} while awarding; "
@@ -456,58 +454,72 @@ def _not_reversed():
     )
 
 
+# The queries of the cap and cooldown checks, built once (they run inside the chain lock).
+_APPLICATIONS = (
+    select(func.count(), func.coalesce(func.sum(func.abs(PostingRow.amount_points)), 0))
+    .select_from(PostingRow)
+    .join(Account, Account.id == PostingRow.account_id)
+    .join(EntryRow, and_(EntryRow.programme_id == PostingRow.programme_id,
+                         EntryRow.seq == PostingRow.entry_seq))
+    .where(
+        Account.programme_id == bindparam("programme_id"),
+        Account.code.in_(bindparam("accounts", expanding=True)),
+        EntryRow.rule_code == bindparam("rule_code"),
+        _not_reversed(),
+    )
+)
+_APPLICATIONS_BETWEEN = _APPLICATIONS.where(EntryRow.occurred_at >= bindparam("start"),
+                                            EntryRow.occurred_at < bindparam("end"))
+_APPLIED_NEAR = (
+    select(PostingRow.entry_seq)
+    .join(Account, Account.id == PostingRow.account_id)
+    .join(EntryRow, and_(EntryRow.programme_id == PostingRow.programme_id,
+                         EntryRow.seq == PostingRow.entry_seq))
+    .where(
+        Account.programme_id == bindparam("programme_id"),
+        Account.code == bindparam("account"),
+        EntryRow.rule_code == bindparam("rule_code"),
+        EntryRow.occurred_at > bindparam("low"),
+        EntryRow.occurred_at < bindparam("high"),
+        _not_reversed(),
+    )
+    .limit(1)
+)
+_HOUSEHOLD_MEMBERS = select(Member.code).where(
+    Member.programme_id == bindparam("programme_id"),
+    Member.household_id == bindparam("household_id"),
+)
+_NEWEST_VERSION = select(func.max(RuleVersion.version)).where(
+    RuleVersion.programme_id == bindparam("programme_id"),
+    RuleVersion.code == bindparam("code"),
+)
+
+
 def _usage(
     connection: Connection, programme_id: int, rule_code: str, accounts: list[str],
     start: str | None, end: str | None,
 ) -> tuple[int, int]:
     """Times and points a rule was applied to these accounts in [start, end), unreversed."""
-    query = (
-        select(func.count(), func.coalesce(func.sum(func.abs(PostingRow.amount_points)), 0))
-        .select_from(PostingRow)
-        .join(Account, Account.id == PostingRow.account_id)
-        .join(EntryRow, and_(EntryRow.programme_id == PostingRow.programme_id,
-                             EntryRow.seq == PostingRow.entry_seq))
-        .where(
-            Account.programme_id == programme_id,
-            Account.code.in_(accounts),
-            EntryRow.rule_code == rule_code,
-            _not_reversed(),
-        )
-    )
-    if start is not None:
-        query = query.where(EntryRow.occurred_at >= start, EntryRow.occurred_at < end)
-    times, points = connection.execute(query).one()
+    parameters = {"programme_id": programme_id, "accounts": accounts, "rule_code": rule_code}
+    if start is None:
+        times, points = connection.execute(_APPLICATIONS, parameters).one()
+    else:
+        parameters |= {"start": start, "end": end}
+        times, points = connection.execute(_APPLICATIONS_BETWEEN, parameters).one()
     return int(times), int(points)
 
 
 def _applied_between(connection: Connection, programme_id: int, rule_code: str, account: str,
                      low: str, high: str) -> bool:
-    query = (
-        select(PostingRow.entry_seq)
-        .join(Account, Account.id == PostingRow.account_id)
-        .join(EntryRow, and_(EntryRow.programme_id == PostingRow.programme_id,
-                             EntryRow.seq == PostingRow.entry_seq))
-        .where(
-            Account.programme_id == programme_id,
-            Account.code == account,
-            EntryRow.rule_code == rule_code,
-            EntryRow.occurred_at > low,
-            EntryRow.occurred_at < high,
-            _not_reversed(),
-        )
-        .limit(1)
-    )
-    return connection.execute(query).first() is not None
+    parameters = {"programme_id": programme_id, "account": account, "rule_code": rule_code,
+                  "low": low, "high": high}
+    return connection.execute(_APPLIED_NEAR, parameters).first() is not None
 
 
 def _household_accounts(connection: Connection, programme_id: int, household_id: int) -> list[str]:
-    return [
-        member_account(code)
-        for (code,) in connection.execute(
-            select(Member.code).where(Member.programme_id == programme_id,
-                                      Member.household_id == household_id)
-        )
-    ]
+    parameters = {"programme_id": programme_id, "household_id": household_id}
+    return [member_account(code)
+            for (code,) in connection.execute(_HOUSEHOLD_MEMBERS, parameters)]
 
 
 def _propose(

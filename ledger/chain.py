@@ -85,6 +85,10 @@ _LOCK_HEAD = (
     .where(ChainHead.programme_id == bindparam("programme_id"))
     .with_for_update()
 )
+_FIND_KEYS = select(EntryRow.idempotency_key, EntryRow.seq, EntryRow.content_digest).where(
+    EntryRow.programme_id == bindparam("programme_id"),
+    EntryRow.idempotency_key.in_(bindparam("keys", expanding=True)),
+)
 _MOVE_BALANCE = (
     update(Balance)
     .where(Balance.account_id == bindparam("account"))
@@ -633,10 +637,7 @@ def _settle_idempotency(
     keys = list(by_key)
     for start in range(0, len(keys), 500):
         rows = connection.execute(
-            select(EntryRow.idempotency_key, EntryRow.seq, EntryRow.content_digest).where(
-                EntryRow.programme_id == programme.id,
-                EntryRow.idempotency_key.in_(keys[start : start + 500]),
-            )
+            _FIND_KEYS, {"programme_id": programme.id, "keys": keys[start : start + 500]}
         )
         for key, seq, digest in rows:
             found[key] = (seq, digest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import false, func, insert, or_, select, update
+from sqlalchemy import bindparam, false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
@@ -180,15 +180,18 @@ class MemberRecord:
     household: str
 
 
+_FIND_MEMBER = (
+    select(Member.id, Member.code, Member.name, Unit.code, Unit.path, Household.id,
+           Household.code)
+    .join(Unit, Unit.id == Member.unit_id)
+    .join(Household, Household.id == Member.household_id)
+    .where(Member.programme_id == bindparam("programme_id"), Member.code == bindparam("code"))
+)
+
+
 def find_member(connection: Connection, programme_id: int, code: str) -> MemberRecord:
     """The member `code` with their unit path and household; raises `UnknownMember`."""
-    row = connection.execute(
-        select(Member.id, Member.code, Member.name, Unit.code, Unit.path, Household.id,
-               Household.code)
-        .join(Unit, Unit.id == Member.unit_id)
-        .join(Household, Household.id == Member.household_id)
-        .where(Member.programme_id == programme_id, Member.code == code)
-    ).first()
+    row = connection.execute(_FIND_MEMBER, {"programme_id": programme_id, "code": code}).first()
     if row is None:
         raise errors.UnknownMember(f"no member {code!r} in this programme", member=code)
     member_id, member_code, name, unit, path, household_id, household = row
@@ -248,19 +251,21 @@ class UnknownGrant(errors.LedgerError):
     code = "unknown_grant"
 
 
+_SUBTREES = (
+    select(Unit.path)
+    .join(Grant, Grant.unit_id == Unit.id)
+    .where(Grant.programme_id == bindparam("programme_id"),
+           Grant.principal == bindparam("principal"), Grant.role == bindparam("role"),
+           Grant.revoked_at.is_(None))
+)
+
+
 def subtrees_of(connection: Connection, programme_id: int, principal: str, role: str) -> list[str]:
     """The unit paths on which `principal` holds `role` (all, `/`, for system actors)."""
     if principal.startswith(SYSTEM_PREFIX):
         return ["/"]
-    return [
-        path
-        for (path,) in connection.execute(
-            select(Unit.path)
-            .join(Grant, Grant.unit_id == Unit.id)
-            .where(Grant.programme_id == programme_id, Grant.principal == principal,
-                   Grant.role == role, Grant.revoked_at.is_(None))
-        )
-    ]
+    parameters = {"programme_id": programme_id, "principal": principal, "role": role}
+    return [path for (path,) in connection.execute(_SUBTREES, parameters)]
 
 
 def within(path: str, subtrees: list[str]) -> bool:

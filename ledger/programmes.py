@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import errors
@@ -103,12 +103,13 @@ def list_programmes(engine: Engine) -> list[ProgrammeInfo]:
     return [ProgrammeInfo(*row) for row in rows]
 
 
+_FIND = select(Programme.id, Programme.code, Programme.name, Programme.time_zone).where(
+    Programme.code == bindparam("code")
+)
+
+
 def _find(connection: Connection, code: str) -> ProgrammeInfo | None:
-    row = connection.execute(
-        select(Programme.id, Programme.code, Programme.name, Programme.time_zone).where(
-            Programme.code == code
-        )
-    ).first()
+    row = connection.execute(_FIND, {"code": code}).first()
     return ProgrammeInfo(*row) if row else None
 
 

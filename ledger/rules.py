@@ -31,6 +31,7 @@ The definition, in JSON (catalog files use the same keys; docs/RULES.md):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import errors
@@ -481,7 +482,7 @@ def set_rule(engine: Engine, programme: str, definition: Mapping[str, Any], acto
     if not appended.created:
         raise RuleChanged(f"rule {rule.code!r} version {version} exists with other content; "
                           "retry", rule=rule.code)
-    return _rule_from_json(json.loads(definition_json), version)
+    return _stored_rule(definition_json, version)
 
 
 class RuleChanged(errors.LedgerError):
@@ -492,6 +493,14 @@ class UnknownRule(errors.LedgerError):
     code = "unknown_rule"
 
 
+_VERSIONS = (
+    select(RuleVersion.version, RuleVersion.definition_json)
+    .where(RuleVersion.programme_id == bindparam("programme_id"),
+           RuleVersion.code == bindparam("code"))
+    .order_by(RuleVersion.version)
+)
+
+
 def rule_versions(engine_or_connection: Engine | Connection, programme_id: int,
                   code: str) -> list[Rule]:
     """Every version of a rule, oldest first (empty if there is no such rule)."""
@@ -499,11 +508,9 @@ def rule_versions(engine_or_connection: Engine | Connection, programme_id: int,
         with read_transaction(engine_or_connection) as connection:
             return rule_versions(connection, programme_id, code)
     rows = engine_or_connection.execute(
-        select(RuleVersion.version, RuleVersion.definition_json)
-        .where(RuleVersion.programme_id == programme_id, RuleVersion.code == code)
-        .order_by(RuleVersion.version)
+        _VERSIONS, {"programme_id": programme_id, "code": code}
     ).all()
-    return [_rule_from_json(json.loads(definition), version) for version, definition in rows]
+    return [_stored_rule(definition, version) for version, definition in rows]
 
 
 def current_rules(engine: Engine, programme: str) -> list[Rule]:
@@ -522,7 +529,7 @@ def current_rules(engine: Engine, programme: str) -> list[Rule]:
                 (RuleVersion.code == latest.c.code) & (RuleVersion.version == latest.c.version),
             ).where(RuleVersion.programme_id == programme_info.id)
         ).all()
-    rules = [_rule_from_json(json.loads(definition), version) for version, definition in rows]
+    rules = [_stored_rule(definition, version) for version, definition in rows]
     return sorted(rules, key=lambda rule: (rule.category, rule.code))
 
 
@@ -537,6 +544,12 @@ def rule_in_force(versions: Sequence[Rule], moment: datetime, zone: ZoneInfo) ->
 def _latest_version(connection: Connection, programme_id: int, code: str) -> Rule | None:
     versions = rule_versions(connection, programme_id, code)
     return versions[-1] if versions else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_rule(definition_json: str, version: int) -> Rule:
+    """A stored version, parsed once: versions never change, so the cache is always right."""
+    return _rule_from_json(json.loads(definition_json), version)
 
 
 def _rule_from_json(definition: Mapping[str, Any], version: int) -> Rule:
