@@ -23,7 +23,7 @@ from flask import Response, g, request
 from sqlalchemy import insert, select
 
 from api.auth import authenticate, engine
-from api.problems import ApiProblem, problem
+from api.problems import ApiProblem, ledger_problem, problem
 from ledger import errors
 from ledger.entry_format import format_timestamp
 from ledger.models import IdempotencyRecord
@@ -52,7 +52,10 @@ def idempotent(view):
         kept = _find(caller.holder.key_id, key)
         if kept is not None:
             return _replay(kept, fingerprint, key)
-        response = view(*args, **kwargs)
+        try:
+            response = view(*args, **kwargs)
+        except errors.LedgerError as refusal:  # kept too: a retry must not re-run the request
+            response = ledger_problem(refusal)
         if response.status_code in KEPT_STATUSES:
             stored = _keep(caller.holder.key_id, key, fingerprint, response)
             if stored is not None:  # a concurrent twin kept its response first

@@ -14,11 +14,14 @@ exception is logged with its request id and answered with a plain 500.
 
 from __future__ import annotations
 
+import json as standard_json
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, json, request
 from marshmallow import ValidationError
+from marshmallow.exceptions import SCHEMA
 from werkzeug.exceptions import HTTPException
 
 from ledger import errors
@@ -49,6 +52,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_rule": 404,
     "unknown_claim": 404,
     "unknown_grant": 404,
+    "unknown_key": 404,
     "method_not_allowed": 405,
     # 409: conflicts with the current state; a retry as-is will not help
     "idempotency_conflict": 409,
@@ -115,15 +119,12 @@ def problem(code: str, detail: str, status: int | None = None, **extra: Any) -> 
 def install(app: Flask) -> None:
     """Register the error handlers on `app`."""
 
-    @app.errorhandler(errors.LedgerError)
-    def ledger_refusal(error: errors.LedgerError) -> Response:
-        g.refusal_code = error.code
-        return problem(error.code, error.message, **_jsonable(error.details))
+    app.register_error_handler(errors.LedgerError, ledger_problem)
 
     @app.errorhandler(ApiProblem)
     def api_refusal(error: ApiProblem) -> Response:
         g.refusal_code = error.code
-        return problem(error.code, error.detail, **error.extra)
+        return problem(error.code, error.detail, **_own_details(error.extra))
 
     @app.errorhandler(ValidationError)
     def invalid_body(error: ValidationError) -> Response:
@@ -139,7 +140,7 @@ def install(app: Flask) -> None:
             405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
         }.get(error.code, "bad_request")
         detail = error.description or error.name
-        if error.code == 400 and ("JSON" in detail or "JSON" in str(messages or "")):
+        if error.code == 400 and (_about_json(error) or "JSON" in str(messages or "")):
             code, detail = "invalid_json", "the request body is not valid JSON"
         if error.code == 413:
             detail = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
@@ -150,6 +151,20 @@ def install(app: Flask) -> None:
         log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
         return problem("internal_error", "an unexpected error occurred; it has been logged "
                        "with this request id", status=500)
+
+    @app.errorhandler(RecursionError)
+    def nested_too_deeply(error: RecursionError) -> Response:
+        """`[[[[...]]]]` exhausts the JSON parser's recursion: the body is at fault, not us."""
+        if _raised_in_json_parser(error):
+            return problem("invalid_json", "the request body is not valid JSON: it is nested "
+                           "too deeply", status=400)
+        return unexpected(error)
+
+
+def ledger_problem(error: errors.LedgerError) -> Response:
+    """The problem response for a refusal by `ledger` (or `redemption`)."""
+    g.refusal_code = error.code
+    return problem(error.code, error.message, **_jsonable(_own_details(error.details)))
 
 
 def validation_problem(messages: Any) -> Response:
@@ -164,7 +179,9 @@ def _flatten(messages: Any, path: str = "") -> Any:
             if key in ("json", "query", "form", "files", "headers", "view_args") and not path:
                 yield from _flatten(value, "")
                 continue
-            if isinstance(key, int):
+            if key == SCHEMA:  # marshmallow's key for an error about the value as a whole
+                child = path
+            elif isinstance(key, int):
                 child = f"{path}[{key}]"
             else:
                 child = f"{path}.{key}" if path else str(key)
@@ -177,6 +194,38 @@ def _flatten(messages: Any, path: str = "") -> Any:
             yield from _flatten(item, path)
     else:
         yield {"field": path or None, "message": str(messages)}
+
+
+def _about_json(error: BaseException | None) -> bool:
+    """Whether a 400 is about the body's JSON: Flask (not in debug) raises a bare BadRequest
+    from the one that says "Failed to decode JSON object"."""
+    while error is not None:
+        if "JSON" in str(getattr(error, "description", "") or ""):
+            return True
+        error = error.__cause__
+    return False
+
+
+_JSON_PACKAGE = Path(standard_json.__file__).parent
+
+
+def _raised_in_json_parser(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return False
+    return Path(traceback.tb_frame.f_code.co_filename).parent == _JSON_PACKAGE
+
+
+PROBLEM_MEMBERS = frozenset({"type", "title", "status", "code", "detail", "instance",
+                             "request_id"})
+
+
+def _own_details(details: dict[str, Any]) -> dict[str, Any]:
+    """A refusal's details, less any named like a problem member: a claim's `status`
+    (approved, posted...) must not become the HTTP status."""
+    return {key: value for key, value in details.items() if key not in PROBLEM_MEMBERS}
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

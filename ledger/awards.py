@@ -33,6 +33,7 @@ from sqlalchemy.orm import aliased
 from ledger import errors
 from ledger.accounts import ISSUANCE, PENALTY, member_account
 from ledger.chain import (
+    Appended,
     Draft,
     Entry,
     Posting,
@@ -40,6 +41,8 @@ from ledger.chain import (
     RuleRef,
     append_batch,
     check_client_key,
+    get_entry,
+    reverse,
 )
 from ledger.entry_format import format_timestamp
 from ledger.models import Account, Claim, Member, RuleVersion
@@ -604,7 +607,7 @@ def reverse_award(
     actor: str,
     memo: str,
     idempotency_key: str | None = None,
-):
+) -> Appended:
     """Undo an award or deduction that should not have posted (wrong member, entered twice).
 
     A reversal moves points without a rule to check it, so it is not left to
@@ -619,8 +622,6 @@ def reverse_award(
     `NotInScope`, `AlreadyReversed`, `IdempotencyConflict`, `InvalidEntry`
     (no memo, or a reserved idempotency key).
     """
-    from ledger.chain import get_entry, reverse
-
     check_client_key(idempotency_key)
     if not isinstance(memo, str) or not memo.strip():
         raise errors.InvalidEntry("say why the entry is reversed", field="memo")

@@ -19,7 +19,7 @@ approving at the same moment post once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
@@ -219,7 +219,9 @@ def resolve_objection(engine: Engine, programme: str, objection_id: int, *, revi
 def post_due(engine: Engine, programme: str, now: datetime | None = None) -> list[Outcome]:
     """Post every approved claim whose notice window has passed without an open objection.
 
-    Safe to run again and from several processes: a claim posts once.
+    Safe to run again and from several processes: a claim posts once. A
+    claim that cannot post (its rule changed, a cap is full) comes back
+    `refused` with the reason, and stays on notice for a reviewer to decide.
     """
     programme_info = get_programme(engine, programme)
     now = now or datetime.now(UTC)
@@ -234,7 +236,12 @@ def post_due(engine: Engine, programme: str, now: datetime | None = None) -> lis
         ]
     outcomes = []
     for claim in due:  # one transaction each: a refused claim does not hold up the others
-        outcomes.append(_post(engine, programme_info, claim, ("notice",), claim.decided_by, now))
+        try:
+            outcome = _post(engine, programme_info, claim, ("notice",), claim.decided_by, now)
+        except errors.LedgerError as error:
+            request = AwardRequest(claim.member, claim.rule, claim.quantity, memo=claim.memo)
+            outcome = Outcome("refused", request, claim.points, error=error)
+        outcomes.append(replace(outcome, claim_id=claim.id))
     return outcomes
 
 

@@ -81,3 +81,14 @@ def test_a_csv_sheet_with_chinese_headers(town):
     assert (first["line"], first["status"], first["points"]) == (2, "posted", 7)
     assert (second["line"], second["status"], second["error"]["code"]) == (3, "refused",
                                                                            "invalid_sheet")
+
+
+def test_a_refusal_is_kept_for_its_idempotency_key(town):
+    body = {"member": "e2", "rule": "meeting", "occurred_at": WHEN}
+    assert town.post("/awards", "organiser", body, idempotency_key="first").status_code == 201
+    refused = town.post("/awards", "organiser", body, idempotency_key="second")
+    assert (refused.status_code, refused.json["code"]) == (422, "over_cap")
+    again = town.post("/awards", "organiser", body, idempotency_key="second")
+    assert again.status_code == 422
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["request_id"] == refused.json["request_id"]

@@ -273,6 +273,28 @@ def test_an_approved_claim_posts_only_after_the_notice_window(rescue):
     town.assert_verifies()
 
 
+def test_a_claim_that_cannot_post_does_not_hold_up_the_others(rescue):
+    town = rescue
+    town.rule("patrol", points=10, approval="always", category="volunteering")
+    set_notice_days(town, NOTICE_DAYS)
+    stuck = propose(town, "e0", "rescue")
+    fine = propose(town, "e1", "patrol")
+    for claim_id in (stuck, fine):
+        approve(town.engine, town.code, claim_id, reviewer=EAST_REVIEWER, now=APPROVED_AT)
+    town.rule("rescue", points=60, approval="always", category="volunteering")
+
+    outcomes = post_due(town.engine, town.code,
+                        now=APPROVED_AT + timedelta(days=NOTICE_DAYS, minutes=1))
+
+    by_claim = {outcome.claim_id: outcome for outcome in outcomes}
+    assert by_claim[stuck].status == "refused"
+    assert by_claim[stuck].error.code == "rule_changed"
+    assert by_claim[fine].status == "posted"
+    assert get_claim(town.engine, town.code, stuck).status == "notice"
+    assert town.points("e1") == (10, 10)
+    town.assert_verifies()
+
+
 def test_an_objection_in_the_window_stops_the_post_until_resolved(rescue):
     town = rescue
     set_notice_days(town, NOTICE_DAYS)
