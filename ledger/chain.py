@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from ledger import errors
 from ledger.accounts import AccountRef, resolve_accounts
 from ledger.canonical import CanonicalError, check_plain_json, encode_plain
-from ledger.entry_format import entry_bytes, entry_hash, format_timestamp
+from ledger.entry_format import FORMAT_VERSION, entry_bytes, entry_hash, format_timestamp
 from ledger.merkle import Frontier
 from ledger.models import Account, Balance, ChainHead
 from ledger.models import Entry as EntryRow
@@ -77,6 +77,8 @@ SCORE_KINDS = frozenset({"award", "deduction"})
 POSTING_FREE_KINDS = frozenset({"admin"})
 """Kinds that record a fact (a rule or key change) and move no points."""
 NOT_REVERSIBLE_KINDS = frozenset({"reversal", "admin"})
+
+_FORMAT_VERSION = str(FORMAT_VERSION).encode("ascii")
 
 # Statements of the append path, built once: SQLAlchemy then reuses their compiled SQL
 # without rebuilding a cache key on every append.
@@ -220,10 +222,13 @@ class Prepared:
     """A validated draft, canonicalised except for `seq`, `prev` and `recorded_at`."""
 
     draft: Draft
-    occurred_at: str | None
+    occurred_at: str
+    """As hashed: the draft's, or the moment it was prepared when it gave none."""
     metadata: dict[str, Any]
     metadata_json: str
     content_digest: bytes
+    body_head: bytes
+    body_tail: bytes
     reverses: int | None = None
     reversed_kind: str | None = None
     accounts: list[AccountRef] = field(default_factory=list)
@@ -463,7 +468,7 @@ def _prepare(
                 "rule must name a rule code, a version >= 1 and an optional positive quantity",
                 field="rule", **where,
             )
-    occurred_at = None
+    requested_at = None
     if draft.occurred_at is not None:
         if not isinstance(draft.occurred_at, datetime) or draft.occurred_at.utcoffset() is None:
             raise errors.InvalidEntry(
@@ -475,7 +480,7 @@ def _prepare(
                 field="occurred_at",
                 **where,
             )
-        occurred_at = format_timestamp(draft.occurred_at)
+        requested_at = format_timestamp(draft.occurred_at)
     metadata = dict(draft.metadata or {})
     try:
         check_plain_json(metadata, "metadata")
@@ -486,21 +491,27 @@ def _prepare(
         raise errors.InvalidEntry(
             f"metadata is larger than {MAX_METADATA_BYTES} bytes", field="metadata", **where
         )
-    request = {
-        "kind": draft.kind,
-        "postings": [[posting.account, posting.points] for posting in draft.postings],
-        "actor": draft.actor,
-        "occurred_at": occurred_at,
-        "evidence": draft.evidence,
-        "memo": draft.memo,
-        "metadata": metadata,
-        "reverses": reverses,
-        "rule": draft.rule.as_json() if draft.rule else None,
-        "approver": draft.approver,
-    }
-    content_digest = hashlib.sha256(encode_plain(request)).digest()
-    return Prepared(draft, occurred_at, metadata, metadata_json, content_digest, reverses,
-                    reversed_kind)
+    postings = [[posting.account, posting.points] for posting in draft.postings]
+    rule = draft.rule.as_json() if draft.rule else None
+    # What the client asked for, to tell a retry from a conflicting reuse of its key:
+    # positional, so one short encoding does (the hashed body is encoded separately).
+    request = [draft.kind, postings, draft.actor, requested_at, draft.evidence, draft.memo,
+               metadata_json, reverses, rule, draft.approver]
+    content_digest = hashlib.sha256(
+        json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    ).digest()
+    occurred_at = requested_at or format_timestamp(now)
+    # The hashed body sorts its keys; those before "prev" do not depend on the chain, so
+    # they are encoded here, outside the lock (see `_canonical_bytes`).
+    body_head = encode_plain({
+        "actor": draft.actor, "approver": draft.approver, "evidence": draft.evidence,
+        "idempotency_key": draft.idempotency_key, "kind": draft.kind, "memo": draft.memo,
+        "metadata": metadata, "occurred_at": occurred_at,
+        "postings": [{"account": account, "points": points} for account, points in postings],
+    })[:-1]
+    body_tail = b',"reverses":' + encode_plain(reverses) + b',"rule":' + encode_plain(rule)
+    return Prepared(draft, occurred_at, metadata, metadata_json, content_digest, body_head,
+                    body_tail, reverses, reversed_kind)
 
 
 def _check_postings(draft: Draft, where: dict[str, int]) -> None:
@@ -681,12 +692,29 @@ def _refuse_second_reversal(
             )
 
 
+def _canonical_bytes(item: Prepared, seq: int, prev_hash: bytes | None, programme_part: bytes,
+                     recorded_part: bytes) -> bytes:
+    """The entry's RFC 8785 bytes, spliced from parts encoded ahead of time.
+
+    Equal, byte for byte, to `Entry.canonical_bytes()` (which encodes the whole
+    body as a dict, and which verification uses): keys in sorted order are
+    the head (actor … postings), then prev, programme, recorded_at, the tail
+    (reverses, rule), seq and v. Every test that verifies a chain checks it.
+    """
+    prev = b"null" if prev_hash is None else b'"' + prev_hash.hex().encode("ascii") + b'"'
+    return b"".join((item.body_head, b',"prev":', prev, programme_part, recorded_part,
+                     item.body_tail, b',"seq":', str(seq).encode("ascii"),
+                     b',"v":', _FORMAT_VERSION, b"}"))
+
+
 def _write(
     connection: Connection, programme: ProgrammeInfo, head_row: Any, fresh: list[Prepared]
 ) -> list[Entry]:
     if not fresh:
         return []
     recorded_at = format_timestamp(datetime.now(UTC))
+    programme_part = b',"programme":' + encode_plain(programme.code)
+    recorded_part = b',"recorded_at":"' + recorded_at.encode("ascii") + b'"'
     frontier = Frontier.from_bytes(head_row.size, head_row.frontier)
     prev_hash = head_row.head_hash
     seq = head_row.size
@@ -697,18 +725,8 @@ def _write(
     for item in fresh:
         draft = item.draft
         postings = tuple(draft.postings)
-        occurred_at = item.occurred_at or recorded_at
-        rule = draft.rule.as_json() if draft.rule else None
-        leaf = entry_hash(
-            entry_bytes(
-                programme=programme.code, seq=seq, prev_hash=prev_hash, kind=draft.kind,
-                postings=[(posting.account, posting.points) for posting in postings],
-                actor=draft.actor, occurred_at=occurred_at, recorded_at=recorded_at,
-                evidence=draft.evidence, memo=draft.memo, metadata=item.metadata,
-                idempotency_key=draft.idempotency_key, reverses=item.reverses, rule=rule,
-                approver=draft.approver,
-            )
-        )
+        occurred_at = item.occurred_at
+        leaf = entry_hash(_canonical_bytes(item, seq, prev_hash, programme_part, recorded_part))
         entries.append(
             Entry(programme.code, seq, draft.kind, postings, draft.actor, occurred_at,
                   recorded_at, draft.evidence, draft.memo, item.metadata,

@@ -22,7 +22,7 @@ def format_timestamp(moment: datetime) -> str:
     """`moment` (time-zone aware) as the fixed-width UTC text that is hashed."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("timestamps must carry a time zone")
-    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

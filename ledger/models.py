@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -170,8 +171,14 @@ class Entry(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
-        UniqueConstraint("programme_id", "idempotency_key", name="entries_idempotency_key"),
-        UniqueConstraint("programme_id", "reverses_seq", name="entries_reversed_once"),
+        # Partial: most entries have neither, and a full index on (programme_id, NULL)
+        # misleads PostgreSQL's planner into using it for (programme_id, seq) lookups.
+        Index("entries_idempotency_key", "programme_id", "idempotency_key", unique=True,
+              sqlite_where=text("idempotency_key IS NOT NULL"),
+              postgresql_where=text("idempotency_key IS NOT NULL")),
+        Index("entries_reversed_once", "programme_id", "reverses_seq", unique=True,
+              sqlite_where=text("reverses_seq IS NOT NULL"),
+              postgresql_where=text("reverses_seq IS NOT NULL")),
         CheckConstraint("seq >= 0", name="entries_seq_not_negative"),
     )
 

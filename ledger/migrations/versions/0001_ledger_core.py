@@ -147,9 +147,14 @@ def upgrade() -> None:
     sa.CheckConstraint('seq >= 0', name='entries_seq_not_negative'),
     sa.ForeignKeyConstraint(['programme_id'], ['programmes.id'], ),
     sa.PrimaryKeyConstraint('programme_id', 'seq'),
-    sa.UniqueConstraint('programme_id', 'idempotency_key', name='entries_idempotency_key'),
-    sa.UniqueConstraint('programme_id', 'reverses_seq', name='entries_reversed_once')
     )
+    # Partial unique indexes: most entries have neither a key nor a reversal, and a full
+    # index on (programme_id, NULL) misleads PostgreSQL's planner for (programme_id, seq).
+    for name, column in (("entries_idempotency_key", "idempotency_key"),
+                         ("entries_reversed_once", "reverses_seq")):
+        op.create_index(name, 'entries', ['programme_id', column], unique=True,
+                        sqlite_where=sa.text(f"{column} IS NOT NULL"),
+                        postgresql_where=sa.text(f"{column} IS NOT NULL"))
     op.create_table('units',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('programme_id', sa.Integer(), nullable=False),
