@@ -311,9 +311,13 @@ def encode_plain(value: object) -> bytes:
     Calling it on a value that did not pass `check_plain_json` gives bytes
     that are not guaranteed canonical.
     """
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
+    return _PLAIN_ENCODER.encode(value).encode("utf-8")
+
+
+_PLAIN_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+)
+"""Built once: `json.dumps` would build an encoder on every call."""
 
 
 def leaf_hash(data: bytes) -> bytes:

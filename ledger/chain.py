@@ -79,6 +79,7 @@ POSTING_FREE_KINDS = frozenset({"admin"})
 NOT_REVERSIBLE_KINDS = frozenset({"reversal", "admin"})
 
 _FORMAT_VERSION = str(FORMAT_VERSION).encode("ascii")
+_REQUEST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 # Statements of the append path, built once: SQLAlchemy then reuses their compiled SQL
 # without rebuilding a cache key on every append.
@@ -497,9 +498,7 @@ def _prepare(
     # positional, so one short encoding does (the hashed body is encoded separately).
     request = [draft.kind, postings, draft.actor, requested_at, draft.evidence, draft.memo,
                metadata_json, reverses, rule, draft.approver]
-    content_digest = hashlib.sha256(
-        json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    ).digest()
+    content_digest = hashlib.sha256(_REQUEST_ENCODER.encode(request).encode("utf-8")).digest()
     occurred_at = requested_at or format_timestamp(now)
     # The hashed body sorts its keys; those before "prev" do not depend on the chain, so
     # they are encoded here, outside the lock (see `_canonical_bytes`).
@@ -509,7 +508,8 @@ def _prepare(
         "metadata": metadata, "occurred_at": occurred_at,
         "postings": [{"account": account, "points": points} for account, points in postings],
     })[:-1]
-    body_tail = b',"reverses":' + encode_plain(reverses) + b',"rule":' + encode_plain(rule)
+    body_tail = (b',"reverses":' + (b"null" if reverses is None else str(reverses).encode())
+                 + b',"rule":' + (b"null" if rule is None else encode_plain(rule)))
     return Prepared(draft, occurred_at, metadata, metadata_json, content_digest, body_head,
                     body_tail, reverses, reversed_kind)
 
