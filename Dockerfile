@@ -12,9 +12,13 @@ RUN useradd --create-home --uid 10001 jifen
 
 COPY pyproject.toml requirements.lock README.md ./
 COPY ledger ./ledger
+COPY api ./api
 RUN pip install -c requirements.lock . \
     && mkdir -p /app/var && chown jifen:jifen /app/var
 
 USER jifen
 VOLUME ["/app/var"]
-CMD ["sh", "-c", "jifen db upgrade && jifen demo --if-empty && jifen db verify"]
+ENV JIFEN_BIND=0.0.0.0:8000
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+CMD ["sh", "-c", "jifen db upgrade && exec jifen serve"]

@@ -19,6 +19,9 @@ max_requests_jitter = 1_000
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("JIFEN_LOG_LEVEL", "info").lower()
+control_socket_disable = True
+"""gunicorn's control socket is one path per user (~/.gunicorn/gunicorn.ctl): a second server
+on the machine (tests, a benchmark beside `make run`) would take it over. Nothing here uses it."""
 
 # Prometheus counters of all workers are summed through files in this folder.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -17,8 +17,10 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -113,3 +115,20 @@ def install(app: Flask, metrics: Metrics) -> None:
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def record_appended(entries: Iterable[Any]) -> None:
+    """Count entries a view appended to a chain (not replays), by kind."""
+    metrics = current_app.extensions["jifen"].metrics
+    for entry in entries:
+        metrics.entries.labels(entry.kind).inc()
+
+
+def record_refusals(codes: Iterable[str]) -> None:
+    """Count refusals a view answered without raising (a sheet's refused lines), by code.
+
+    A raised refusal is counted once, after the request (`g.refusal_code`).
+    """
+    metrics = current_app.extensions["jifen"].metrics
+    for code in codes:
+        metrics.refusals.labels(code).inc()

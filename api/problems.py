@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_json": 400,
     "invalid_cursor": 400,
     "invalid_idempotency_key": 400,
+    "forged": 400,
     # 401, 403: who you are, and what you may do
     "unauthenticated": 401,
     "invalid_key": 401,
@@ -53,6 +54,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_claim": 404,
     "unknown_grant": 404,
     "unknown_key": 404,
+    "unknown_shop": 404,
+    "unknown_item": 404,
+    "unknown_voucher": 404,
+    "unknown_key_id": 404,
     "method_not_allowed": 405,
     # 409: conflicts with the current state; a retry as-is will not help
     "idempotency_conflict": 409,
@@ -62,6 +67,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "rule_changed": 409,
     "database_not_empty": 409,
     "request_in_progress": 409,
+    "already_redeemed": 409,
+    "cancelled": 409,
+    "integrity_violation": 409,
+    "append_only": 409,
     "body_too_large": 413,
     "unsupported_media_type": 415,
     # 422: well-formed, but the rules refuse it
@@ -82,6 +91,16 @@ STATUS_BY_CODE: dict[str, int] = {
     "evidence_required": 422,
     "not_reversible": 422,
     "notice_closed": 422,
+    "expired": 422,
+    "wrong_shop": 422,
+    "shop_suspended": 422,
+    "wrong_programme": 422,
+    "unknown_signing_key": 422,
+    "insufficient_balance": 422,
+    "out_of_stock": 422,
+    "nothing_to_settle": 422,
+    # 500: the installation is misconfigured
+    "signing_key_unavailable": 500,
     # 503: try again shortly
     "storage_busy": 503,
 }

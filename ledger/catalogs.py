@@ -150,11 +150,15 @@ def load_catalog(source: os.PathLike | str, format: str | None = None,
                                source=name, line=None, column=None, path="")
         if format is None:
             format = "json" if text.lstrip().startswith("{") else "yaml"
-    if format == "json":
-        document, positions = _parse_json(text, name)
-    else:
-        document, positions = _parse_yaml(text, name)
-    return _validate(document, Catalog(rules=[], source=name, positions=positions))
+    try:
+        if format == "json":
+            document, positions = _parse_json(text, name)
+        else:
+            document, positions = _parse_yaml(text, name)
+        return _validate(document, Catalog(rules=[], source=name, positions=positions))
+    except RecursionError:
+        raise CatalogError(f"{name}: the catalog is nested too deeply to be a catalog",
+                           source=name, line=None, column=None, path="") from None
 
 
 def _read_file(path: Path) -> str:

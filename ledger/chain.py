@@ -574,6 +574,9 @@ def _check_text(
     if len(value) > max_chars:
         raise errors.InvalidEntry(f"{name} is longer than {max_chars} characters", field=name,
                                   **where)
+    if "\x00" in value:
+        raise errors.InvalidEntry(f"{name} must not contain the NUL character", field=name,
+                                  **where)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:

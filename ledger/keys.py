@@ -40,6 +40,12 @@ class InvalidKey(errors.LedgerError):
     code = "invalid_key"
 
 
+class UnknownKey(errors.LedgerError):
+    """No active key has that prefix (for revocation: not the caller's own credential)."""
+
+    code = "unknown_key"
+
+
 @dataclass(frozen=True)
 class KeyHolder:
     """Who a verified key speaks for."""
@@ -155,7 +161,7 @@ def list_keys(engine: Engine, programme: str) -> list[tuple[KeyHolder, str, str 
 
 
 def revoke_key(engine: Engine, prefix: str, programme: str | None = None) -> None:
-    """Revoke a key from now on; raises `InvalidKey` if there is no such active key."""
+    """Revoke a key from now on; raises `UnknownKey` if there is no such active key."""
     with write_transaction(engine) as connection:
         query = update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
         if programme is not None:
@@ -165,4 +171,4 @@ def revoke_key(engine: Engine, prefix: str, programme: str | None = None) -> Non
             query.values(revoked_at=format_timestamp(datetime.now(UTC)))
         ).rowcount
     if revoked != 1:
-        raise InvalidKey(f"no active key with prefix {prefix!r}", prefix=prefix)
+        raise UnknownKey(f"no active key with prefix {prefix!r}", prefix=prefix)

@@ -238,7 +238,12 @@ class Grant(Base):
     created_at: Mapped[str] = mapped_column(String(32))
     revoked_at: Mapped[str | None] = mapped_column(String(32))
 
-    __table_args__ = (Index("grants_by_principal", "programme_id", "principal"),)
+    __table_args__ = (
+        Index("grants_by_principal", "programme_id", "principal"),
+        Index("grants_active_once", "programme_id", "principal", "role", "unit_id", unique=True,
+              sqlite_where=text("revoked_at IS NULL"),
+              postgresql_where=text("revoked_at IS NULL")),
+    )
 
 
 class Claim(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ledger import errors
 from ledger.models import Account, Balance, Entry, Posting
@@ -112,3 +112,20 @@ def statement(engine: Engine, programme: str, account: str, before_seq: int | No
     lines = [StatementLine(*row) for row in rows[:limit]]
     more = len(rows) > limit
     return StatementPage(account, lines, lines[-1].seq if more else None)
+
+
+def balance_on(connection: Connection, programme_id: int, account: str) -> AccountBalance:
+    """One account's balance and score, read on the caller's connection.
+
+    Inside an append's guard (under the chain lock, in the append's own
+    transaction) this is the balance the entry about to be written moves, so
+    a check made on it cannot be raced. Raises `UnknownAccount`.
+    """
+    row = connection.execute(
+        select(Account.code, Account.kind, Balance.balance_points, Balance.score_points)
+        .join(Balance, Balance.account_id == Account.id)
+        .where(Account.programme_id == programme_id, Account.code == account)
+    ).first()
+    if row is None:
+        raise errors.UnknownAccount(f"no account {account!r} in this programme", account=account)
+    return AccountBalance(*row)

@@ -127,6 +127,10 @@ def translate_errors() -> Iterator[None]:
         text = str(error.orig)
         if "append_only" in text:
             raise errors.AppendOnlyViolation(_trigger_message(text)) from error
+        if "NUL" in text and "0x00" in text:  # PostgreSQL cannot store U+0000 in text
+            raise errors.InvalidEntry(
+                "text must not contain the NUL character (U+0000)", field="text"
+            ) from error
         raise
 
 

@@ -15,6 +15,7 @@ from marshmallow import fields, validate
 
 from api.auth import engine, require_staff
 from api.idempotency import idempotent, ledger_key
+from api.observability import record_appended, record_refusals
 from api.problems import ApiProblem
 from api.schemas import (
     CODE,
@@ -37,7 +38,7 @@ APPLYING_ROLES = ("organiser", "reviewer", "admin")
 class AwardSchema(RequestSchema):
     member = fields.String(required=True, validate=CODE)
     rule = fields.String(required=True, validate=CODE)
-    quantity = fields.Integer(load_default=None, allow_none=True,
+    quantity = fields.Integer(load_default=None, allow_none=True, strict=True,
                               validate=validate.Range(min=1, max=2**53 - 1),
                               metadata={"description": "for per-unit rules, e.g. minutes"})
     occurred_at = fields.AwareDateTime(
@@ -79,6 +80,8 @@ class SheetResultSchema(RequestSchema):
     posted = fields.Integer(required=True)
     replayed = fields.Integer(required=True)
     proposed = fields.Integer(required=True)
+    would_post = fields.Integer(required=True, metadata={"description": "dry run"})
+    would_propose = fields.Integer(required=True, metadata={"description": "dry run"})
     refused = fields.Integer(required=True)
     lines = fields.List(fields.Nested(OutcomeSchema), required=True)
 
@@ -98,6 +101,7 @@ def post_award(body: dict, programme: str, dry_run: bool):
                           dry_run=dry_run)[0]
     if outcome.error is not None:
         raise outcome.error
+    record_appended([outcome.entry] if outcome.status == "posted" else [])
     status = {"posted": 201, "proposed": 202}.get(outcome.status, 200)
     return _outcome(outcome), status
 
@@ -150,8 +154,11 @@ def post_award_sheet(programme: str, dry_run: bool):
                           "error": {"code": line.error.code, "message": line.error.message}})
         else:
             lines.append(_outcome(by_number[line.number]) | {"line": line.number})
+    record_appended(outcome.entry for outcome in outcomes if outcome.status == "posted")
+    record_refusals(line["error"]["code"] for line in lines if line["status"] == "refused")
     counts = {status: sum(line["status"] == status for line in lines)
-              for status in ("posted", "replayed", "proposed", "refused")}
+              for status in ("posted", "replayed", "proposed", "would_post", "would_propose",
+                             "refused")}
     return counts | {"lines": lines}
 
 

@@ -32,6 +32,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('grants', schema=None) as batch_op:
         batch_op.create_index('grants_by_principal', ['programme_id', 'principal'], unique=False)
+    # One active grant of a role on a unit per principal: revoking it must remove the role.
+    op.create_index('grants_active_once', 'grants', ['programme_id', 'principal', 'role', 'unit_id'],
+                    unique=True, sqlite_where=sa.text("revoked_at IS NULL"),
+                    postgresql_where=sa.text("revoked_at IS NULL"))
 
     op.create_table('rule_versions',
     sa.Column('programme_id', sa.Integer(), nullable=False),
