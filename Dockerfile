@@ -13,6 +13,7 @@ RUN useradd --create-home --uid 10001 jifen
 COPY pyproject.toml requirements.lock README.md ./
 COPY ledger ./ledger
 COPY api ./api
+COPY redemption ./redemption
 RUN pip install -c requirements.lock . \
     && mkdir -p /app/var && chown jifen:jifen /app/var
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 import api
+import redemption.cli  # noqa: F401  (adds the shops, catalog, vouchers and settle commands)
 from ledger.cli import _engine, _refusals, main
 from ledger.demo import PROGRAMME as DEMO_PROGRAMME
 from ledger.demo import demo_credentials

@@ -54,7 +54,7 @@ MAX_METADATA_BYTES = 16_384
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future `occurred_at` may be, to allow for unsynchronised clocks."""
 
-RESERVED_KEY_PREFIXES = ("claim:", "rule:", "expiry:")
+RESERVED_KEY_PREFIXES = ("claim:", "rule:", "expiry:", "voucher-", "settlement:")
 """Idempotency keys the ledger's own services use; a client may not send them, or a
 client's entry could take the key a later claim, rule change or expiry needs."""
 
@@ -76,7 +76,12 @@ SCORE_KINDS = frozenset({"award", "deduction"})
 """Kinds whose postings on member accounts also move the member's score."""
 POSTING_FREE_KINDS = frozenset({"admin"})
 """Kinds that record a fact (a rule or key change) and move no points."""
-NOT_REVERSIBLE_KINDS = frozenset({"reversal", "admin"})
+NOT_REVERSIBLE_KINDS = frozenset(
+    {"reversal", "admin", "voucher_issue", "voucher_redeem", "voucher_cancel", "voucher_expire",
+     "settlement"}
+)
+"""Reversals and admin facts stand; voucher and settlement entries are undone only by their
+own services (cancel, expiry), which keep the voucher's state in step with the chain."""
 
 _FORMAT_VERSION = str(FORMAT_VERSION).encode("ascii")
 _REQUEST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

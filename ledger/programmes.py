@@ -115,9 +115,12 @@ def _find(connection: Connection, code: str) -> ProgrammeInfo | None:
 
 def open_account(engine: Engine, programme: str, code: str, kind: str) -> AccountRef:
     """Open a non-member account (a shop's, a hold); raises `AlreadyExists`."""
-    with write_transaction(engine) as connection:
-        programme_info = get_programme(connection, programme)
-        if resolve_accounts(connection, programme_info.id, [code], missing_ok=True):
-            raise errors.AlreadyExists(f"account {code!r} already exists", account=code)
-        account_id = insert_account(connection, programme_info.id, code, kind)
+    try:
+        with write_transaction(engine) as connection:
+            programme_info = get_programme(connection, programme)
+            if resolve_accounts(connection, programme_info.id, [code], missing_ok=True):
+                raise errors.AlreadyExists(f"account {code!r} already exists", account=code)
+            account_id = insert_account(connection, programme_info.id, code, kind)
+    except errors.IntegrityViolation as error:  # another writer opened it a moment before
+        raise errors.AlreadyExists(f"account {code!r} already exists", account=code) from error
     return AccountRef(account_id, code, kind)

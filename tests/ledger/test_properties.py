@@ -69,7 +69,8 @@ MEMOS = {
 }
 MODEL_SCORE_KINDS = frozenset({"award", "deduction"})
 """The model's own statement of the rule: only these kinds (and their reversals) score."""
-MODEL_NOT_REVERSIBLE = frozenset({"reversal", "admin"})
+MODEL_NOT_REVERSIBLE = frozenset({"reversal", "admin", "voucher_issue"})
+"""Voucher entries are undone by their own services (cancel, expiry), never by reverse()."""
 VERIFY_EVERY_CHECKS = 5
 """verify_chain reads the whole chain; every fifth step and at teardown is enough."""
 
