@@ -22,7 +22,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api import observability, problems
 from api.auth import authenticate
 from api.config import Settings
-from api.routes import BLUEPRINTS
+from api.routes import BLUEPRINTS, PUBLIC_BLUEPRINTS
 from api.schemas import ProblemSchema
 from ledger import migrations
 from ledger.storage import create_engine
@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = ProblemApi(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
-    protected = {blueprint.name for blueprint in BLUEPRINTS}
+    protected = {blueprint.name for blueprint in BLUEPRINTS} - {
+        blueprint.name for blueprint in PUBLIC_BLUEPRINTS}
 
     @app.before_request
     def authenticate_first() -> None:

@@ -73,6 +73,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "append_only": 409,
     "body_too_large": 413,
     "unsupported_media_type": 415,
+    "too_many_guesses": 429,
     # 422: well-formed, but the rules refuse it
     "validation_error": 422,
     "invalid_entry": 422,
