@@ -394,15 +394,19 @@ def load_entries(
     )
     for entry_seq, account, points in posting_rows:
         postings.setdefault(entry_seq, []).append(Posting(account, points))
-    return {row.seq: _entry_from_row(programme.code, row, postings) for row in rows}
+    return {
+        row.seq: entry_from_row(programme.code, row, tuple(postings.get(row.seq, ())))
+        for row in rows
+    }
 
 
-def _entry_from_row(programme: str, row: Any, postings: dict[int, list[Posting]]) -> Entry:
+def entry_from_row(programme: str, row: Any, postings: tuple[Posting, ...]) -> Entry:
+    """An entry from its stored columns (an `entries` row) and its postings, in order."""
     return Entry(
         programme=programme,
         seq=row.seq,
         kind=row.kind,
-        postings=tuple(postings.get(row.seq, ())),
+        postings=postings,
         actor=row.actor,
         occurred_at=row.occurred_at,
         recorded_at=row.recorded_at,

@@ -15,15 +15,13 @@ signed checkpoint taken earlier, which an auditor holds; see docs/FORMAT.md.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.chain import NOT_REVERSIBLE_KINDS, POSTING_FREE_KINDS, SCORE_KINDS, RuleRef
-from ledger.chain import Entry as RecordedEntry
+from ledger.chain import NOT_REVERSIBLE_KINDS, POSTING_FREE_KINDS, SCORE_KINDS, entry_from_row
 from ledger.chain import Posting as ChainPosting
 from ledger.entry_format import entry_hash
 from ledger.merkle import Frontier
@@ -139,32 +137,11 @@ class _ChainChecker:
             self._check_postings(seq, row.kind, legs)
             if row.kind == "reversal" or row.reverses_seq is not None:
                 self._check_reversal(seq, row.kind, row.reverses_seq, legs)
+            # seq and prev were checked above, so the stored row's equal the recomputed ones.
+            legs_by_code = tuple(ChainPosting(self.accounts[account_id][0], points)
+                                 for account_id, points in legs)
             leaf = entry_hash(
-                RecordedEntry(
-                    programme=self.programme_code,
-                    seq=seq,
-                    kind=row.kind,
-                    postings=tuple(
-                        ChainPosting(self.accounts[account_id][0], points)
-                        for account_id, points in legs
-                    ),
-                    actor=row.actor,
-                    occurred_at=row.occurred_at,
-                    recorded_at=row.recorded_at,
-                    evidence=row.evidence,
-                    memo=row.memo,
-                    metadata=json.loads(row.metadata_json),
-                    idempotency_key=row.idempotency_key,
-                    reverses=row.reverses_seq,
-                    rule=(
-                        RuleRef(row.rule_code, row.rule_version, row.rule_quantity)
-                        if row.rule_code is not None
-                        else None
-                    ),
-                    approver=row.approver,
-                    prev_hash=prev_hash,
-                    hash=b"",
-                ).canonical_bytes()
+                entry_from_row(self.programme_code, row, legs_by_code).canonical_bytes()
             )
             if leaf != row.hash:
                 self._fail(seq, "hash", f"{leaf.hex()} (recomputed from the stored fields)",
