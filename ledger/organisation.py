@@ -274,14 +274,30 @@ def within(path: str, subtrees: list[str]) -> bool:
 
 
 def principal_roles(engine: Engine, programme: str, principal: str) -> dict[str, list[str]]:
-    """Role -> unit paths on which `principal` holds it (every role on `/` for system actors)."""
+    """Role -> unit paths on which `principal` holds it (every role on `/` for system actors).
+
+    One query for all roles: every authorised API request asks this.
+    """
+    if principal.startswith(SYSTEM_PREFIX):
+        return {role: ["/"] for role in sorted(ROLES)}
     with read_transaction(engine) as connection:
         programme_info = get_programme(connection, programme)
-        return {
-            role: paths
-            for role in sorted(ROLES)
-            if (paths := subtrees_of(connection, programme_info.id, principal, role))
-        }
+        rows = connection.execute(
+            _ROLES_OF, {"programme_id": programme_info.id, "principal": principal}
+        )
+        held: dict[str, list[str]] = {}
+        for role, path in rows:
+            held.setdefault(role, []).append(path)
+    return held
+
+
+_ROLES_OF = (
+    select(Grant.role, Unit.path)
+    .join(Unit, Unit.id == Grant.unit_id)
+    .where(Grant.programme_id == bindparam("programme_id"),
+           Grant.principal == bindparam("principal"), Grant.revoked_at.is_(None))
+    .order_by(Grant.role, Unit.path)
+)
 
 
 def member_record(engine: Engine, programme: str, code: str) -> MemberRecord:
