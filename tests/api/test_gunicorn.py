@@ -220,7 +220,7 @@ def test_the_chain_verifies_and_metrics_sum_every_worker(server, http_town, engi
                                                      "quantity": 60, "occurred_at": WHEN},
                                          f"metrics-{index}")
         for index in range(8)])
-    assert {answer.status for answer in extra} == {201}
+    assert {answer.status for answer in extra} == {201}, [answer.body[:300] for answer in extra]
 
     verification = verify_chain(engine, http_town.code)
     assert verification.ok, verification.problem
@@ -230,7 +230,7 @@ def test_the_chain_verifies_and_metrics_sum_every_worker(server, http_town, engi
     assert exposition.status == 200
     counted = _sum_samples(exposition.body.decode(), "jifen_http_requests_total",
                            method="POST", endpoint=AWARDS_ENDPOINT)
-    assert counted == server.awards_sent
+    assert counted == server.awards_sent, exposition.body.decode()
     workers_that_counted = {path.name for path in server.metrics_dir.glob("counter_*.db")}
     assert len(workers_that_counted) >= 2, workers_that_counted
 
