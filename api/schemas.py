@@ -7,9 +7,7 @@ document is generated from these same classes.
 
 from __future__ import annotations
 
-from typing import Any
-
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 CODE = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{0,63}$", error="must be a code: a-z, 0-9, . _ -")
 
@@ -17,23 +15,6 @@ CODE = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{0,63}$", error="must be a code: a-
 class RequestSchema(Schema):
     class Meta:
         unknown = RAISE
-
-    @pre_load
-    def refuse_nul(self, data: Any, **_: Any) -> Any:
-        """No text may hold U+0000: PostgreSQL cannot store it, and no person types it."""
-        if _holds_nul(data):
-            raise ValidationError("text must not contain the NUL character (U+0000)")
-        return data
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_nul(item) for item in value)
-    return False
 
 
 class ProblemSchema(Schema):
