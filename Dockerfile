@@ -14,6 +14,7 @@ COPY pyproject.toml requirements.lock README.md ./
 COPY ledger ./ledger
 COPY api ./api
 COPY redemption ./redemption
+COPY audit ./audit
 RUN pip install -c requirements.lock . \
     && mkdir -p /app/var && chown jifen:jifen /app/var
 
