@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,8 +142,6 @@ class Plan:
     newest_version: int
     """The rule's newest version when planned: if another appears before the lock, the
     choice of version may be stale, and the request is refused with `rule_changed`."""
-    household_accounts: list[int] = field(default_factory=list)
-    member_account_id: int = 0
 
     @property
     def points(self) -> int:

@@ -138,20 +138,6 @@ def create_member(
     return MemberInfo(member_id, code, name, household, unit_code, account)
 
 
-def list_members(engine: Engine, programme: str) -> list[MemberInfo]:
-    """Every member of a programme, by code."""
-    with read_transaction(engine) as connection:
-        programme_info = get_programme(connection, programme)
-        rows = connection.execute(
-            select(Member.id, Member.code, Member.name, Household.code, Unit.code)
-            .join(Household, Household.id == Member.household_id)
-            .join(Unit, Unit.id == Member.unit_id)
-            .where(Member.programme_id == programme_info.id)
-            .order_by(Member.code)
-        ).all()
-    return [MemberInfo(*row, member_account(row[1])) for row in rows]
-
-
 def _unit_id(connection: Connection, programme_id: int, code: str) -> int | None:
     return connection.execute(
         select(Unit.id).where(Unit.programme_id == programme_id, Unit.code == code)
