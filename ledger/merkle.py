@@ -157,14 +157,29 @@ class Frontier:
 
     def append(self, leaf_hash: bytes) -> None:
         """Add the next leaf; each trailing 1 bit of the old size is one merge."""
-        _check_hash(leaf_hash, "leaf hash")
-        merged = leaf_hash
-        remaining_size = self.size
+        self.append_subtree(0, leaf_hash)
+
+    def append_subtree(self, level: int, subtree_hash: bytes) -> None:
+        """Add the next 2**level leaves at once, given the hash of their perfect subtree.
+
+        The subtree must start on a multiple of its own size (`size` divisible
+        by 2**level), as every node of an RFC 6962 tree does; then the result
+        is the same as appending its leaves one by one. This lets a verifier
+        hash chunks of leaves in other processes and join them in order.
+        """
+        _check_hash(subtree_hash, "subtree hash")
+        if level < 0 or self.size & ((1 << level) - 1):
+            raise ValueError(
+                f"a subtree of 2**{level} leaves cannot start at leaf {self.size}: "
+                "it must start on a multiple of its size"
+            )
+        merged = subtree_hash
+        remaining_size = self.size >> level
         while remaining_size & 1:
             merged = node_hash(self._subtree_hashes.pop(), merged)
             remaining_size >>= 1
         self._subtree_hashes.append(merged)
-        self.size += 1
+        self.size += 1 << level
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         for leaf_hash in leaf_hashes:

@@ -250,6 +250,30 @@ def test_frontier_copy_is_independent() -> None:
     assert duplicate.root() == merkle_root(SMALL_LEAVES[:6])
 
 
+def test_frontier_append_subtree_equals_appending_its_leaves() -> None:
+    leaves = sample_leaf_hashes(100)
+    for start in range(0, 64):
+        for level in range(0, 6):
+            if start % (1 << level) or start + (1 << level) > len(leaves):
+                continue
+            by_leaf = Frontier()
+            by_leaf.extend(leaves[: start + (1 << level)])
+            by_subtree = Frontier()
+            by_subtree.extend(leaves[:start])
+            by_subtree.append_subtree(level, merkle_root(leaves[start : start + (1 << level)]))
+            assert by_subtree.size == by_leaf.size
+            assert by_subtree.to_bytes() == by_leaf.to_bytes()
+
+
+def test_frontier_append_subtree_refuses_a_misaligned_subtree() -> None:
+    frontier = Frontier()
+    frontier.extend(SMALL_LEAVES[:6])
+    with pytest.raises(ValueError, match="multiple of its size"):
+        frontier.append_subtree(2, SMALL_LEAVES[0])
+    frontier.append_subtree(1, SMALL_LEAVES[0])
+    assert frontier.size == 8
+
+
 def test_frontier_rejects_malformed_input() -> None:
     with pytest.raises(ValueError, match="needs 64 bytes"):
         Frontier.from_bytes(5, b"\x00" * 32)

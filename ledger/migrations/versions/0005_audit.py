@@ -71,12 +71,23 @@ def _refuse_changes(table: str) -> None:
                        f"ON {table} BEGIN SELECT RAISE(ABORT, "
                        f"'append_only: {table} cannot be {verb}'); END")
     else:
+        # A function of its own, not 0001's jifen_refuse_change(): tools that drop the
+        # entries' guards (a tamper test, 0001's downgrade) must not need to know of these.
+        op.execute(f"""CREATE FUNCTION {table}_refuse_change() RETURNS trigger
+                       LANGUAGE plpgsql AS $$ BEGIN
+                         RAISE EXCEPTION 'append_only: {table} cannot be %',
+                           CASE TG_OP WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END
+                           USING ERRCODE = 'restrict_violation';
+                       END $$""")
         op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                   f"FOR EACH ROW EXECUTE FUNCTION jifen_refuse_change()")
+                   f"FOR EACH ROW EXECUTE FUNCTION {table}_refuse_change()")
 
 
 def downgrade() -> None:
     op.drop_table('merkle_nodes')
     op.drop_table('checkpoints')
+    if op.get_bind().dialect.name != 'sqlite':
+        for table in ('checkpoints', 'merkle_nodes'):
+            op.execute(f"DROP FUNCTION IF EXISTS {table}_refuse_change()")
     op.drop_index('checkpoint_keys_one_signing', table_name='checkpoint_keys')
     op.drop_table('checkpoint_keys')
