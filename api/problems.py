@@ -58,6 +58,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_item": 404,
     "unknown_voucher": 404,
     "unknown_key_id": 404,
+    "no_checkpoint": 404,
     "method_not_allowed": 405,
     # 409: conflicts with the current state; a retry as-is will not help
     "idempotency_conflict": 409,
@@ -71,6 +72,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "cancelled": 409,
     "integrity_violation": 409,
     "append_only": 409,
+    "checkpoint_inconsistent": 409,
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "too_many_guesses": 429,
@@ -100,6 +102,12 @@ STATUS_BY_CODE: dict[str, int] = {
     "insufficient_balance": 422,
     "out_of_stock": 422,
     "nothing_to_settle": 422,
+    "empty_chain": 422,
+    "size_beyond_head": 422,
+    "seq_outside_tree": 422,
+    "invalid_proof_range": 422,
+    "invalid_period": 422,
+    "invalid_board_query": 422,
     # 500: the installation is misconfigured
     "signing_key_unavailable": 500,
     # 503: try again shortly

@@ -96,6 +96,16 @@ POLICY = [
      {"shop", "admin", "auditor", "operator"}),
     ("POST", "/shops/shop-1/settlements", {"start": "2026-01-01", "end": "2026-01-31",
                                             "payment_reference": "{fresh}"}, ADMIN),
+    ("POST", "/checkpoints", None, ADMIN),
+    ("GET", "/checkpoints", None, set(ROLES)),
+    ("GET", "/checkpoint", None, set(ROLES)),
+    ("GET", "/checkpoint-keys", None, set(ROLES)),
+    ("GET", "/proofs/consistency?from=1", None, set(ROLES)),
+    ("GET", "/proofs/inclusion?seq={seq}", None, STAFF | {"member"}),
+    ("GET", "/entries/{seq}/tlog-proof", None, STAFF | {"member"}),
+    ("GET", "/boards/standings?by=household", None, set(ROLES)),
+    ("GET", "/boards/disclosure?unit=east", None, set(ROLES)),
+    ("GET", "/boards/honour?period=year", None, set(ROLES)),
 ]
 """GET /programmes and POST /programmes are not programme-scoped: tested below."""
 
