@@ -372,6 +372,30 @@ def get_entry(engine: Engine, programme: str, seq: int) -> Entry:
     return found[seq]
 
 
+def reversal_of(engine: Engine, programme: str, seq: int) -> int | None:
+    """The `seq` of the entry that reversed entry `seq`, or None while it stands."""
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        return connection.execute(
+            select(EntryRow.seq).where(EntryRow.programme_id == programme_info.id,
+                                       EntryRow.reverses_seq == seq)
+        ).scalar_one_or_none()
+
+
+def entries_by_key(engine: Engine, programme: str, keys: Sequence[str]) -> dict[str, int]:
+    """Idempotency key -> `seq`, for those of `keys` that some entry was posted under: what
+    posting them again would replay rather than post."""
+    found: dict[str, int] = {}
+    wanted = list(dict.fromkeys(keys))
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        for start in range(0, len(wanted), 500):
+            rows = connection.execute(
+                _FIND_KEYS, {"programme_id": programme_info.id, "keys": wanted[start:start + 500]})
+            found.update({key: seq for key, seq, _digest in rows})
+    return found
+
+
 def load_entries(
     connection: Connection, programme: ProgrammeInfo, seqs: Iterable[int]
 ) -> dict[int, Entry]:

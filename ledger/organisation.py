@@ -431,6 +431,69 @@ def list_members_within(engine: Engine, programme: str, subtrees: list[str] | No
     return [MemberInfo(*row, member_account(row[1])) for row in rows]
 
 
+MAX_SEARCH_CHARS = 50
+
+
+@dataclass(frozen=True)
+class MemberMatch:
+    """A member found by `search_members`, with the names a person recognises them by."""
+
+    code: str
+    name: str
+    household: str
+    household_name: str
+    unit: str
+    unit_name: str
+
+
+def search_members(engine: Engine, programme: str, text: str, subtrees: list[str] | None,
+                   limit: int) -> list[MemberMatch]:
+    """Members whose name, code, household or unit (code or name) holds `text`, ignoring case.
+
+    Only members in one of `subtrees` (None: everyone) are searched, in the
+    query, as `list_members_within` does; so a search never shows a member the
+    searcher may not act for. `%` and `_` in `text` are matched literally. By
+    unit, household and member, at most `limit`. Raises `InvalidEntry` (text
+    empty or longer than `MAX_SEARCH_CHARS`), `UnknownProgramme`.
+    """
+    text = text.strip() if isinstance(text, str) else ""
+    if not text or len(text) > MAX_SEARCH_CHARS:
+        raise errors.InvalidEntry(f"search for 1-{MAX_SEARCH_CHARS} characters", field="q")
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        query = (
+            select(Member.code, Member.name, Household.code, Household.name, Unit.code,
+                   Unit.name)
+            .join(Household, Household.id == Member.household_id)
+            .join(Unit, Unit.id == Member.unit_id)
+            .where(Member.programme_id == programme_info.id,
+                   or_(*(column.icontains(text, autoescape=True) for column in (
+                       Member.name, Member.code, Household.name, Household.code, Unit.name,
+                       Unit.code))))
+            .order_by(Unit.path, Household.code, Member.code)
+            .limit(limit)
+        )
+        if subtrees is not None:
+            query = query.where(or_(false(), *(
+                func.substr(Unit.path, 1, len(subtree)) == subtree for subtree in subtrees)))
+        return [MemberMatch(*row) for row in connection.execute(query)]
+
+
+def member_names(engine: Engine, programme: str, codes: list[str]) -> dict[str, str]:
+    """Code -> name of each of `codes` that is a member (others are left out), in few
+    queries however long the list (a sign-in sheet's). Raises `UnknownProgramme`."""
+    wanted = sorted(set(codes))
+    names: dict[str, str] = {}
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        for start in range(0, len(wanted), 500):
+            rows = connection.execute(select(Member.code, Member.name).where(
+                Member.programme_id == programme_info.id,
+                Member.code.in_(wanted[start:start + 500])))
+            names.update({code: name for code, name in rows})
+    return names
+
+
 def list_grants(engine: Engine, programme: str, principal: str | None = None,
                 include_revoked: bool = False) -> list[GrantInfo]:
     """Grants by id (active ones unless `include_revoked`), of `principal` if given.

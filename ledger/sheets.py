@@ -36,6 +36,11 @@ COLUMNS = {
 
 
 class InvalidSheet(errors.LedgerError):
+    """The sheet, or one line of it, cannot be read. `details['reason']` says why, for
+    people's words: `empty`, `no_lines`, `too_many_lines`, `not_text`, `unreadable`,
+    `missing_columns` (with `missing`), and for a line (with `line`) `incomplete_line`,
+    `bad_quantity` or `bad_date` (with the cell's `value`)."""
+
     code = "invalid_sheet"
 
 
@@ -58,7 +63,7 @@ def parse_sheet(content: bytes, filename: str, zone: ZoneInfo) -> list[SheetLine
     else:
         rows = _csv_rows(content)
     if not rows:
-        raise InvalidSheet("the sheet is empty")
+        raise InvalidSheet("the sheet is empty", reason="empty")
     columns = _columns(rows[0])
     lines = []
     for number, row in enumerate(rows[1:], start=2):
@@ -66,9 +71,10 @@ def parse_sheet(content: bytes, filename: str, zone: ZoneInfo) -> list[SheetLine
             continue
         lines.append(_line(number, row, columns, zone))
     if len(lines) > MAX_LINES:
-        raise InvalidSheet(f"a sheet holds at most {MAX_LINES} lines, not {len(lines)}")
+        raise InvalidSheet(f"a sheet holds at most {MAX_LINES} lines, not {len(lines)}",
+                           reason="too_many_lines", lines=len(lines), max_lines=MAX_LINES)
     if not lines:
-        raise InvalidSheet("the sheet has a header but no lines")
+        raise InvalidSheet("the sheet has a header but no lines", reason="no_lines")
     return lines
 
 
@@ -80,11 +86,11 @@ def _csv_rows(content: bytes) -> list[list[str]]:
         except UnicodeDecodeError:
             continue
     else:
-        raise InvalidSheet("the CSV file is neither UTF-8 nor GB 18030 text")
+        raise InvalidSheet("the CSV file is neither UTF-8 nor GB 18030 text", reason="not_text")
     try:
         return [row for row in csv.reader(io.StringIO(text))]
     except csv.Error as error:
-        raise InvalidSheet(f"the CSV file cannot be read: {error}") from error
+        raise InvalidSheet(f"the CSV file cannot be read: {error}", reason="unreadable") from error
 
 
 def _xlsx_rows(content: bytes) -> list[list[object]]:
@@ -93,7 +99,8 @@ def _xlsx_rows(content: bytes) -> list[list[object]]:
     try:
         workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except Exception as error:  # openpyxl raises many kinds for a damaged file
-        raise InvalidSheet(f"the XLSX file cannot be read: {type(error).__name__}") from error
+        raise InvalidSheet(f"the XLSX file cannot be read: {type(error).__name__}",
+                           reason="unreadable") from error
     rows = [list(row) for row in workbook.worksheets[0].iter_rows(values_only=True)]
     workbook.close()
     return rows
@@ -110,7 +117,8 @@ def _columns(header: list[object]) -> dict[str, int]:
     if missing:
         raise InvalidSheet(
             f"the header row has no {' or '.join(missing)} column; columns are "
-            + ", ".join(f"{field} ({'/'.join(aliases[1:])})" for field, aliases in COLUMNS.items())
+            + ", ".join(f"{field} ({'/'.join(aliases[1:])})" for field, aliases in COLUMNS.items()),
+            reason="missing_columns", missing=missing,
         )
     return columns
 
@@ -124,7 +132,8 @@ def _line(number: int, row: list[object], columns: dict[str, int], zone: ZoneInf
     member, rule = str(cell("member") or ""), str(cell("rule") or "")
     try:
         if not member or not rule:
-            raise InvalidSheet(f"line {number}: member and rule are required")
+            raise InvalidSheet(f"line {number}: member and rule are required",
+                               reason="incomplete_line", line=number)
         request = AwardRequest(
             member=member,
             rule=rule,
@@ -147,7 +156,8 @@ def _quantity(value: object, number: int) -> int | None:
         return value
     if isinstance(value, str) and value.isdigit():
         return int(value)
-    raise InvalidSheet(f"line {number}: quantity {value!r} is not a whole number")
+    raise InvalidSheet(f"line {number}: quantity {value!r} is not a whole number",
+                       reason="bad_quantity", line=number, value=str(value))
 
 
 def _moment(value: object, number: int, zone: ZoneInfo) -> datetime | None:
@@ -164,5 +174,6 @@ def _moment(value: object, number: int, zone: ZoneInfo) -> datetime | None:
                       else datetime.fromisoformat(text))
         except ValueError:
             raise InvalidSheet(f"line {number}: occurred_at {text!r} is not a date or time like "
-                               "2026-11-20 09:30") from None
+                               "2026-11-20 09:30", reason="bad_date", line=number,
+                               value=text) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
