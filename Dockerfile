@@ -15,6 +15,7 @@ COPY ledger ./ledger
 COPY api ./api
 COPY redemption ./redemption
 COPY audit ./audit
+COPY web ./web
 RUN pip install -c requirements.lock . \
     && mkdir -p /app/var && chown jifen:jifen /app/var
 

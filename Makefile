@@ -15,11 +15,14 @@ $(INSTALLED): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	touch $(INSTALLED)
 
-## Create or migrate the database, load the demo if it is empty, serve the API on 127.0.0.1:8000.
+## Create or migrate the database, load the demo if it is empty, verify, sign a checkpoint,
+## serve the API and pages on 127.0.0.1:8000.
 run: $(INSTALLED)
 	$(BIN)/jifen db upgrade
 	$(BIN)/jifen demo --if-empty
+	$(BIN)/jifen staff demo
 	$(BIN)/jifen db verify
+	$(BIN)/jifen checkpoint >/dev/null
 	$(BIN)/jifen serve
 
 ## The whole suite, on SQLite and PostgreSQL (CI=true makes a missing PostgreSQL fatal).

@@ -26,6 +26,7 @@ from api.routes import BLUEPRINTS, PUBLIC_BLUEPRINTS
 from api.schemas import ProblemSchema
 from ledger import migrations
 from ledger.storage import create_engine
+from web.app import install as install_pages
 
 API_VERSION = "1"
 
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _install_nul_check(app)
     problems.install(app)
     _install_operations(app)
+    install_pages(app)  # the pages for people (web/), on the same app and database
     return app
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from ledger.storage import database_url
+from ledger.storage import DEFAULT_SQLITE_PATH, database_url
+
+DEFAULT_EVIDENCE_DIR = DEFAULT_SQLITE_PATH.parent / "evidence"
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,8 @@ class Settings:
     log_level: str = "INFO"
     trust_proxy: bool = False
     """Honour X-Forwarded-For / -Proto from one reverse proxy in front."""
+    evidence_dir: Path = field(default_factory=lambda: DEFAULT_EVIDENCE_DIR.resolve())
+    """Where photos and sign-in sheets given as evidence are kept, named by their SHA-256."""
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -24,4 +29,6 @@ class Settings:
             max_body_bytes=int(os.environ.get("JIFEN_MAX_BODY_BYTES", 2 * 1024 * 1024)),
             log_level=os.environ.get("JIFEN_LOG_LEVEL", "INFO").upper(),
             trust_proxy=os.environ.get("JIFEN_TRUST_PROXY", "").lower() in {"1", "true", "yes"},
+            evidence_dir=Path(os.environ.get("JIFEN_EVIDENCE_DIR") or DEFAULT_EVIDENCE_DIR
+                              ).resolve(),
         )

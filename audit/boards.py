@@ -38,7 +38,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import takewhile
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
@@ -69,6 +69,7 @@ MAX_STANDINGS_ROWS = 500
 MAX_DISCLOSURE_LINES = 200
 MAX_NOTICE_CLAIMS = 200
 MAX_HONOUR_TOP = 50
+MAX_CHART_MONTHS = 36
 NOTICE_STATUS = "notice"
 """The claim status of the public-notice window (see `ledger.claims`)."""
 BY = ("member", "household")
@@ -335,6 +336,30 @@ class HonourRoll:
     households: list[HouseholdStanding]
 
 
+@dataclass(frozen=True)
+class MonthAwards:
+    """Points awarded in one local month, by rule category (None: awards naming no rule)."""
+
+    start: date
+    """The month's first day."""
+    by_category: dict[str | None, int]
+
+    @property
+    def total_points(self) -> int:
+        return sum(self.by_category.values())
+
+
+@dataclass(frozen=True)
+class AwardsByMonth:
+    """Points awarded per month and per category: what the chart beside the boards draws."""
+
+    unit: UnitRef | None
+    months: list[MonthAwards]
+    """Oldest first, one per month, months without awards included."""
+    categories: list[str | None]
+    """The categories holding any points, in the catalog's order; None (no rule) last."""
+
+
 # -- the boards ---------------------------------------------------------------------------
 
 
@@ -544,6 +569,77 @@ def honour_roll(engine: Engine, programme: str, *, unit: str | None = None,
                                     int(row.members), int(row.score))
                   for row in household_rows]
     return HonourRoll(resolved, unit_ref, top, honoured, households)
+
+
+def awards_by_month(engine: Engine, programme: str, *, unit: str | None = None,
+                    last_month: date | None = None, months: int = 12) -> AwardsByMonth:
+    """Points awarded to the members of `unit`'s subtree in each of `months` local months
+    ending with the one holding `last_month` (default: this month), per rule category.
+
+    Awards only: deductions take points away and are not "awarded". An
+    award that was reversed counts in no month, as on the other boards, so
+    the chart shows what stands. A category is the one the rule version
+    applied says. One aggregate query, with the months as a CASE over the
+    hashed UTC timestamps of their local midnights. Raises
+    `UnknownProgramme`, `UnknownUnit`, `InvalidBoardQuery` (`months` outside
+    1..36), `InvalidPeriod` (a month outside the calendar).
+    """
+    _check_range("months", months, 1, MAX_CHART_MONTHS)
+    with read_transaction(engine) as connection:
+        programme_info = get_programme(connection, programme)
+        zone = programme_info.zone
+        last = last_month or datetime.now(zone).date()
+        if not EARLIEST_DATE <= last <= LATEST_DATE or (
+                first_of_month(last, months - 1) < EARLIEST_DATE):
+            raise InvalidPeriod(f"the chart's months must lie within {EARLIEST_DATE} to "
+                                f"{LATEST_DATE}", field="at")
+        starts = [first_of_month(last, back) for back in range(months - 1, -1, -1)]
+        windows = [period_window("month", datetime.combine(start, time(12), zone), zone)
+                   for start in starts]
+        whole = Period(RANGE, "", starts[0], _local_date(windows[-1][1], zone), windows[0][0],
+                       windows[-1][1])
+        unit_ref, path = _unit(connection, programme_info, unit)
+        month = case(*((Entry.occurred_at < end_at, index)
+                       for index, (_start_at, end_at) in enumerate(windows)))
+        rows = connection.execute(
+            select(month.label("month"), Entry.rule_code, Entry.rule_version,
+                   func.sum(Posting.amount_points).label("points"))
+            .select_from(Posting)
+            .join(Entry, and_(Entry.programme_id == Posting.programme_id,
+                              Entry.seq == Posting.entry_seq))
+            .join(Account, Account.id == Posting.account_id)
+            .join(Member, Member.id == Account.member_id)
+            .join(Unit, Unit.id == Member.unit_id)
+            .where(Posting.programme_id == programme_info.id, Account.kind == "member",
+                   Entry.kind == "award",
+                   Posting.entry_seq.in_(_scoring_entries(programme_info.id, whole)),
+                   *_within(Unit.path, path))
+            .group_by(month, Entry.rule_code, Entry.rule_version)
+        ).all()
+        definitions = _rule_definitions(
+            connection, programme_info.id,
+            {row.rule_code for row in rows if row.rule_code is not None})
+    by_month: list[dict[str | None, int]] = [defaultdict(int) for _ in starts]
+    for row in rows:
+        definition = definitions.get((row.rule_code, row.rule_version))
+        category = definition["category"] if definition else None
+        by_month[row.month][category] += int(row.points)
+    present = {category for points in by_month for category, total in points.items() if total}
+    categories: list[str | None] = [
+        category for category in dict.fromkeys(definition["category"]
+                                               for definition in definitions.values())
+        if category in present]
+    if None in present:
+        categories.append(None)
+    return AwardsByMonth(unit_ref, [MonthAwards(start, dict(points))
+                                    for start, points in zip(starts, by_month, strict=True)],
+                         categories)
+
+
+def first_of_month(day: date, back: int = 0) -> date:
+    """The first day of the month `back` months before the one holding `day`."""
+    index = day.year * 12 + day.month - 1 - back
+    return date(index // 12, index % 12 + 1, 1)
 
 
 # -- queries ------------------------------------------------------------------------------
