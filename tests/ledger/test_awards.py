@@ -454,7 +454,7 @@ def test_sending_a_sheet_again_posts_nothing_more(sheet_town):
 
     assert town.snapshot() == after_first
     assert [outcome.status for outcome in again].count("replayed") == 493
-    for line, (before, retried) in enumerate(zip(first, again)):
+    for line, (before, retried) in enumerate(zip(first, again, strict=True)):
         if before.status == "posted":
             assert retried.status == "replayed"
             assert retried.entry == before.entry
@@ -472,7 +472,7 @@ def test_a_dry_run_of_a_sheet_predicts_every_line_and_writes_nothing(sheet_town)
     assert town.snapshot() == before
     actual = award_sheet(town.engine, town.code, lines, actor=EAST_ORGANISER)
     as_posted = {"would_post": "posted", "refused": "refused"}
-    for line, (prediction, outcome) in enumerate(zip(predicted, actual)):
+    for line, (prediction, outcome) in enumerate(zip(predicted, actual, strict=True)):
         assert as_posted[prediction.status] == outcome.status, line
         assert prediction.points == outcome.points, line
         assert prediction.postings == outcome.postings, line

@@ -135,7 +135,7 @@ class Crew:
         or they did not all finish in time.
         """
         assert len(tasks) == WORKERS
-        for queue_of_worker, task in zip(self.tasks, tasks):
+        for queue_of_worker, task in zip(self.tasks, tasks, strict=True):
             queue_of_worker.put(task)
         collected: dict[int, tuple[str, Any]] = {}
         for _ in range(WORKERS):
@@ -198,7 +198,7 @@ def check_cap_held(town, by_round, actors: list[str]) -> None:
     assert town.points("e0") == (5 * DAILY_CAP_TIMES * ROUNDS,) * 2
     awards = {entry.seq: entry for entry in town.entries("award")}
     for outcomes in by_round:  # each posted entry names the organiser whose process posted it
-        for actor, outcome in zip(actors, outcomes):
+        for actor, outcome in zip(actors, outcomes, strict=True):
             if outcome[0] == "posted":
                 assert awards[outcome[1]].actor == actor
     town.assert_verifies()
@@ -244,7 +244,8 @@ def test_two_reviewers_approving_at_once_post_once(crew, engine, database_url):
     assert len(awards) == ROUNDS
     for round_, claim_id in enumerate(claim_ids):
         outcomes = [per_reviewer[0][round_], per_reviewer[1][round_]]
-        approved = [(reviewer, outcome) for reviewer, outcome in zip(reviewers, outcomes)
+        approved = [(reviewer, outcome)
+                    for reviewer, outcome in zip(reviewers, outcomes, strict=True)
                     if outcome[0] == "approved"]
         refused = [outcome for outcome in outcomes if outcome[0] == "refused"]
         assert len(approved) == 1, outcomes

@@ -208,7 +208,7 @@ class LedgerModelMachine(RuleBasedStateMachine):
     ) -> None:
         existing = len(self.entries)
         assert [result.entry.seq for result in results] == seqs
-        for (request, key), seq, result in zip(lines, seqs, results):
+        for (request, key), seq, result in zip(lines, seqs, results, strict=True):
             if seq < existing:
                 assert not result.created
                 assert result.entry == self.entries[seq].recorded
@@ -423,7 +423,7 @@ def posting_lists(draw) -> list[tuple[str, Any]]:
             amounts[draw(st.integers(0, len(amounts) - 1))] = draw(awkward_points)
     else:
         amounts = [draw(awkward_points) for _ in accounts]
-    return list(zip(accounts, amounts))
+    return list(zip(accounts, amounts, strict=True))
 
 
 def expected_refusal(postings: list[tuple[str, Any]]) -> tuple[type, str | None] | None:

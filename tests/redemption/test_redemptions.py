@@ -28,7 +28,7 @@ from redemption import qr, signing_keys, tokens
 from redemption.errors import UnknownShop
 from redemption.redemptions import check, get_redemption, redeem
 from redemption.shops import create_shop, reactivate_shop, suspend_shop
-from redemption.vouchers import HELD, cancel_voucher, get_voucher, issue_voucher, voucher_token
+from redemption.vouchers import HELD, get_voucher, issue_voucher, voucher_token
 from tests.redemption.conftest import CASHIER, ORGANISER, make_market
 
 
