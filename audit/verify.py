@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import binascii
 import bisect
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -236,6 +237,10 @@ def verify_export(
     that is not a readable export comes back with `malformed` set.
     """
     report = Report(Path(directory), keys_pinned=bool(vkeys))
+    # The cyclic garbage collector is paused meanwhile: nothing kept here refers back to
+    # itself, and its passes over millions of young objects cost a tenth of the time.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         pinned = _verifiers(vkeys or (), "--vkey")
         saved = [_saved_checkpoint(Path(path)) for path in checkpoints or ()]
@@ -252,6 +257,9 @@ def verify_export(
     except _Stop as stop:
         report.problem = stop.problem
         report.malformed = stop.malformed
+    finally:
+        if collecting:
+            gc.enable()
     return report
 
 

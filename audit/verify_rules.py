@@ -61,6 +61,9 @@ _DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _MICROSECONDS_PER_MINUTE = 60_000_000
 _FOREVER = 1 << 62
 """A window end later than any date: the lifetime period never closes."""
+CACHE_ENTRIES = 20_000
+"""Caches by hour or day are emptied when they reach this: they grow with the time the
+entries span, and entries come roughly in time order, so old answers are rarely asked again."""
 
 
 class DefinitionError(ValueError):
@@ -288,7 +291,7 @@ class Calendar:
     def whole_hour(self, timestamp: bytes) -> bool:
         """Whether the whole UTC hour of `timestamp` falls on one local day."""
         self.day(timestamp)
-        return self._hour_days[timestamp[:13]] is not None
+        return self._hour_days.get(timestamp[:13]) is not None
 
     def day(self, timestamp: bytes) -> int:
         hour = timestamp[:13]
@@ -300,6 +303,8 @@ class Calendar:
             first = self._local_day(start)
             last = self._local_day(start + 3_600_000_000 - 1)
             day = first if first == last else None
+            if len(self._hour_days) >= CACHE_ENTRIES:
+                self._hour_days.clear()
             self._hour_days[hour] = day
             if day is None:
                 return self._local_day(microseconds(timestamp))
@@ -325,6 +330,8 @@ class Calendar:
             month_end = (month_start + timedelta(days=32)).replace(day=1)
             bounds = (month_start.toordinal(), month_end.toordinal(),
                       date(local.year, 1, 1).toordinal(), date(local.year + 1, 1, 1).toordinal())
+            if len(self._month_year) >= CACHE_ENTRIES:
+                self._month_year.clear()
             self._month_year[day] = bounds
         return bounds[:2] if period == "month" else bounds[2:]
 
@@ -483,6 +490,8 @@ class AwardRules:
                      if rule.in_force_on(day)), None)
         if self.calendar.whole_hour(occurred_at):
             end = defined_at[defined] + 1 if defined < len(defined_at) else 1 << 62
+            if len(self._by_hour) >= CACHE_ENTRIES:
+                self._by_hour.clear()
             self._by_hour[(code, occurred_at[:13])] = (defined_at[defined - 1] + 1, end, rule,
                                                       day)
         return rule, day
@@ -545,6 +554,8 @@ class Limits:
                 self._counts.pop(key, None)
 
     def _periods_of(self, day: int) -> tuple[tuple[int, int], ...]:
+        if len(self._periods) >= CACHE_ENTRIES:
+            self._periods.clear()
         periods = self._periods[day] = tuple(self.calendar.window(period, day)
                                              for period in PERIODS)
         return periods

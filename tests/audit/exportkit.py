@@ -172,11 +172,12 @@ class ExportBuilder:
         self._csv_rows(fields, leaf)
         return seq
 
-    def define_rule(self, definition: dict[str, Any], actor: str = "admin:wu-min") -> int:
+    def define_rule(self, definition: dict[str, Any], actor: str = "admin:wu-min",
+                    recorded_at: datetime | None = None) -> int:
         """Record the next version of a rule as an admin entry; returns the version."""
         code = definition["code"]
         version = self.rule_versions.get(code, 0) + 1
-        seq = self.append("admin", [], actor=actor,
+        seq = self.append("admin", [], actor=actor, recorded_at=recorded_at,
                           memo=f"rule {code} version {version}: {definition['name']}",
                           metadata={"event": "rule_version", "rule": definition,
                                     "version": version},
