@@ -139,9 +139,16 @@ def database_url(engine) -> str:
 
 
 @pytest.fixture
-def fresh_engine(backend, databases) -> Engine:
-    """A migrated database of this test's own, for tests that go round the guards."""
-    return databases.new_engine(backend)
+def fresh_engine(backend, databases) -> Iterator[Engine]:
+    """A migrated database of this test's own, for tests that go round the guards.
+
+    Disposed after the test: a pool left open per test would hold PostgreSQL
+    connections until the session ends, and enough of them starve the tests
+    that start fifty processes with a connection each (max_connections 100).
+    """
+    engine = databases.new_engine(backend)
+    yield engine
+    engine.dispose()
 
 
 @dataclass
