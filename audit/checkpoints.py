@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from audit import note, tiles
 from audit.models import Checkpoint, CheckpointKey
-from ledger import errors
+from ledger import errors, key_seeds
 from ledger.entry_format import format_timestamp
 from ledger.merkle import Frontier, ProofError, verify_consistency
 from ledger.models import ChainHead
@@ -56,11 +56,11 @@ from ledger.storage import read_transaction, write_transaction
 
 ORIGIN_PREFIX_VARIABLE = "JIFEN_CHECKPOINT_ORIGIN_PREFIX"
 DEFAULT_ORIGIN_PREFIX = "jifen-ledger"
-KEY_DIRECTORY_VARIABLE = "JIFEN_SIGNING_KEY_DIR"
+KEY_DIRECTORY_VARIABLE = key_seeds.KEY_DIRECTORY_VARIABLE
 """Shared with the voucher keys (redemption.signing_keys): one directory of secrets."""
 SIGNING = "signing"
 RETIRED = "retired"
-SEED_BYTES = 32
+SEED_BYTES = key_seeds.SEED_BYTES
 CATCH_UP_LEAVES = 1 << 18
 """Leaves whose nodes are stored per transaction before signing, so a first checkpoint of
 a large chain never holds the database's write lock for long."""
@@ -396,38 +396,17 @@ def _signing_row(connection: Connection, programme_id: int) -> Any:
     ).first()
 
 
-def _seed_path(directory: str, programme: str, key_id: bytes) -> Path:
-    return Path(directory) / f"{programme}.checkpoint-{key_id.hex()}.seed"
+def _seed_file_name(programme: str, key_id: bytes) -> str:
+    return f"{programme}.checkpoint-{key_id.hex()}.seed"
 
 
 def _write_seed_file(programme: str, key_id: bytes, seed: bytes) -> Path | None:
-    directory = os.environ.get(KEY_DIRECTORY_VARIABLE)
-    if not directory:
-        return None
-    path = _seed_path(directory, programme, key_id)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as seed_file:
-        seed_file.write(seed)
-        seed_file.flush()
-        os.fsync(seed_file.fileno())
-    return path
+    return key_seeds.write_seed(_seed_file_name(programme, key_id), seed)
 
 
 def _read_seed_file(programme: str, key_id: bytes) -> bytes:
-    directory = os.environ.get(KEY_DIRECTORY_VARIABLE)
-    if not directory:
-        raise CheckpointKeyUnavailable(
-            f"the seed of checkpoint key {key_id.hex()} is kept in a key directory; set "
-            f"{KEY_DIRECTORY_VARIABLE}", key_id=key_id.hex())
-    path = _seed_path(directory, programme, key_id)
     try:
-        seed = path.read_bytes()
-    except OSError as error:
-        raise CheckpointKeyUnavailable(
-            f"cannot read the seed of checkpoint key {key_id.hex()}: {error.strerror}",
-            key_id=key_id.hex()) from error
-    if len(seed) != SEED_BYTES:
-        raise CheckpointKeyUnavailable(
-            f"the seed file of checkpoint key {key_id.hex()} is not {SEED_BYTES} bytes",
-            key_id=key_id.hex())
-    return seed
+        return key_seeds.read_seed(_seed_file_name(programme, key_id),
+                                   f"checkpoint key {key_id.hex()}")
+    except key_seeds.SeedUnavailable as error:
+        raise CheckpointKeyUnavailable(str(error), key_id=key_id.hex()) from error

@@ -23,7 +23,6 @@ a shop app verifies tokens offline with any PASETO library.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from ledger import errors
+from ledger import errors, key_seeds
 from ledger.entry_format import format_timestamp
 from ledger.programmes import get_programme
 from ledger.storage import read_transaction, write_transaction
@@ -46,11 +45,11 @@ from redemption import tokens
 from redemption.errors import RedemptionError
 from redemption.models import SigningKey
 
-KEY_DIRECTORY_VARIABLE = "JIFEN_SIGNING_KEY_DIR"
+KEY_DIRECTORY_VARIABLE = key_seeds.KEY_DIRECTORY_VARIABLE
 SIGNING = "signing"
 RETIRED = "retired"
 WITHDRAWN = "withdrawn"
-SEED_BYTES = 32
+SEED_BYTES = key_seeds.SEED_BYTES
 
 
 class SigningKeyUnavailable(RedemptionError):
@@ -209,36 +208,16 @@ def _row(connection: Connection, programme_id: int, key_id: str):
     return row
 
 
-def _seed_path(directory: str, programme: str, key_id: str) -> Path:
-    return Path(directory) / f"{programme}.{key_id.removeprefix(tokens.KEY_ID_PREFIX)}.seed"
+def _seed_file_name(programme: str, key_id: str) -> str:
+    return f"{programme}.{key_id.removeprefix(tokens.KEY_ID_PREFIX)}.seed"
 
 
 def _write_seed_file(programme: str, key_id: str, seed: bytes) -> Path | None:
-    directory = os.environ.get(KEY_DIRECTORY_VARIABLE)
-    if not directory:
-        return None
-    path = _seed_path(directory, programme, key_id)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as seed_file:
-        seed_file.write(seed)
-        seed_file.flush()
-        os.fsync(seed_file.fileno())
-    return path
+    return key_seeds.write_seed(_seed_file_name(programme, key_id), seed)
 
 
 def _read_seed_file(programme: str, key_id: str) -> bytes:
-    directory = os.environ.get(KEY_DIRECTORY_VARIABLE)
-    if not directory:
-        raise SigningKeyUnavailable(
-            f"the seed of key {key_id} is kept in a key directory; set {KEY_DIRECTORY_VARIABLE}",
-            key_id=key_id)
-    path = _seed_path(directory, programme, key_id)
     try:
-        seed = path.read_bytes()
-    except OSError as error:
-        raise SigningKeyUnavailable(f"cannot read the seed of key {key_id}: {error.strerror}",
-                                    key_id=key_id) from error
-    if len(seed) != SEED_BYTES:
-        raise SigningKeyUnavailable(f"the seed file of key {key_id} is not {SEED_BYTES} bytes",
-                                    key_id=key_id)
-    return seed
+        return key_seeds.read_seed(_seed_file_name(programme, key_id), f"key {key_id}")
+    except key_seeds.SeedUnavailable as error:
+        raise SigningKeyUnavailable(str(error), key_id=key_id) from error
